@@ -1,0 +1,18 @@
+"""regnet-zoo plugin: RegNet X/Y as Keras 3 models on TensorFlow. Registers only; keras is imported on first build."""
+
+from regnet_zoo import Framework, hookimpl
+
+
+@hookimpl
+def register_frameworks(register):
+    register(Framework(
+        name="tf",
+        aliases=("tensorflow", "keras"),
+        requires=("tensorflow", "keras"),
+        builder="regnet_zoo_tf.build:build",
+        runner="regnet_zoo_tf.build:run",
+        loader="regnet_zoo_tf.weights:load_canonical",
+        exporter="regnet_zoo_tf.weights:export_canonical",
+        install_hint="pip install 'regnet-zoo[tf]'",
+        description="keras.Model on the TensorFlow backend (NHWC; data_format='channels_first' for NCHW)",
+    ))

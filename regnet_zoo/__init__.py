@@ -1,0 +1,29 @@
+"""regnet-zoo: RegNet X/Y as data, built on demand in PyTorch, TensorFlow (Keras 3) or Flax.
+
+Importing this package imports no framework; ``create`` imports the one it needs.
+"""
+
+from .api import create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
+from .errors import (
+    FrameworkNotInstalledError,
+    PluginError,
+    RegistryError,
+    RegNetZooError,
+    UnknownFrameworkError,
+    UnknownVariantError,
+    WeightsError,
+)
+from .frameworks import BuildRequest, Framework, FrameworkInfo, WeightSource
+from .hookspecs import hookimpl
+from .outputs import RegNetOutput
+from .plan import ArchPlan, BlockPlan, FeatureInfo, StagePlan
+from .variant import Variant, WeightTag
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArchPlan", "BlockPlan", "BuildRequest", "FeatureInfo", "Framework", "FrameworkInfo",
+    "FrameworkNotInstalledError", "PluginError", "RegNetOutput", "RegNetZooError", "RegistryError", "StagePlan",
+    "UnknownFrameworkError", "UnknownVariantError", "Variant", "WeightSource", "WeightTag", "WeightsError",
+    "create", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",
+]

@@ -1,0 +1,149 @@
+"""The public API: list, describe and build RegNet variants in any registered framework."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import FrameworkNotInstalledError, PluginError, WeightsError
+from .frameworks import BuildRequest, FrameworkInfo, WeightSource, import_object
+from .plan import ArchPlan, FeatureInfo, build_plan, normalize_out_indices
+from .plugins import get_host
+from .registry import Resolved
+from .variant import Variant, WeightTag
+
+DEFAULT_NUM_CLASSES = 1000
+
+
+def list_variants(pattern: str = "*", *, pretrained: bool = False, framework: str | None = None) -> list[str]:
+    """Canonical variant names matching ``pattern`` (fnmatch), in natural order.
+
+    ``pretrained=True`` lists ``name.tag`` for every weight tag; ``framework`` keeps the variants that framework
+    can build (an unknown framework is an error).
+    """
+    host = get_host()
+    names = host.registry.list(pattern, pretrained=pretrained)
+    if framework is not None:
+        blocks = host.framework(framework).blocks
+        names = [n for n in names if host.registry.resolve(n).variant.block in blocks]
+    return names
+
+
+def resolve(name: str) -> Resolved:
+    """Look up a name, alias, hub id or ``name.tag``."""
+    return get_host().registry.resolve(name)
+
+
+def get_variant(name: str) -> Variant:
+    """The validated variant record (``.source`` says which file, line and plugin defined it)."""
+    return resolve(name).variant
+
+
+@lru_cache(maxsize=None)
+def _plan_of(variant: Variant) -> ArchPlan:
+    return build_plan(variant)
+
+
+def plan(name: str) -> ArchPlan:
+    """Per-stage architecture plan of a variant, with complexity and feature metadata. Pure Python."""
+    return _plan_of(get_variant(name))
+
+
+def feature_info(name: str, out_indices: Iterable[int] = (1, 2, 3, 4)) -> list[FeatureInfo]:
+    """Channels, reduction and level of each feature map ``create(..., features_only=True)`` returns."""
+    return plan(name).feature_info(out_indices)
+
+
+def list_frameworks() -> list[FrameworkInfo]:
+    """Every registered framework, whether it is installed, and how to install it."""
+    return [FrameworkInfo(f.name, f.aliases, f.plugin, f.installed, f.install_hint, f.description)
+            for f in get_host().frameworks.values()]
+
+
+def _check_int(value: Any, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _select_weights(res: Resolved, pretrained: Any) -> tuple[WeightTag | None, WeightSource | None]:
+    """Turn ``pretrained`` into (weight tag metadata, loaded canonical weights)."""
+    variant = res.variant
+    if pretrained is None or pretrained is False:
+        return res.weight, None
+    weight: WeightTag | None
+    if pretrained is True:
+        tag = res.tag or variant.default_tag
+        if tag is None:
+            raise WeightsError(f"variant {variant.name!r} has no published weights; pass pretrained=<path to a "
+                               f"checkpoint> or pretrained=False")
+        weight, target = variant.weights[tag], tag
+    elif isinstance(pretrained, str) and pretrained in variant.weights:
+        weight, target = variant.weights[pretrained], pretrained
+    elif isinstance(pretrained, (str, os.PathLike)):
+        path = Path(pretrained).expanduser()
+        if not path.exists():
+            close = difflib.get_close_matches(str(pretrained), list(variant.weights), n=1)
+            hint = (f"did you mean tag {close[0]!r}?" if close else
+                    f"tags of {variant.name}: {', '.join(variant.weights) or 'none'}")
+            raise WeightsError(f"pretrained={str(pretrained)!r} is neither a weight tag of {variant.name!r} nor an "
+                               f"existing file or directory; {hint}")
+        weight, target = res.weight, path
+    else:
+        raise TypeError(f"pretrained must be a bool, a weight tag or a path, got {type(pretrained).__name__}")
+    source = get_host().pm.hook.resolve_weights(variant=variant, weight=weight if isinstance(target, str) else None,
+                                                 pretrained=target)
+    if source is None:
+        raise WeightsError(f"no installed plugin can load weights {target!s} for {variant.name!r}")
+    if not isinstance(source, WeightSource):
+        raise PluginError(f"a resolve_weights hook returned {type(source).__name__}; expected a WeightSource")
+    return weight, source
+
+
+def create(
+    name: str,
+    framework: str = "torch",
+    *,
+    pretrained: bool | str | os.PathLike = False,
+    num_classes: int | None = None,
+    features_only: bool = False,
+    out_indices: Iterable[int] = (1, 2, 3, 4),
+    in_chans: int = 3,
+    **framework_kwargs: Any,
+):
+    """Build ``name`` (a variant, alias, hub id or ``name.tag``) as a model of ``framework``.
+
+    ``pretrained``: ``True`` (the tag in the name, else the variant's default tag), a tag, or a checkpoint path.
+    ``num_classes``: classifier size (0 = pooled features); defaults to the weights' head, else 1000.
+    ``features_only``: return a backbone giving the maps at ``out_indices`` (0 = stem, 1..4 = s1..s4).
+    ``framework_kwargs`` go to the framework plugin, which rejects any it does not know.
+    """
+    res = resolve(name)
+    fw = get_host().framework(framework)
+    if res.variant.block not in fw.blocks:
+        raise ValueError(f"framework {fw.name!r} cannot build {res.variant.block.upper()} blocks "
+                         f"({res.variant.name}); it builds: {', '.join(b.upper() for b in fw.blocks)}")
+    missing = fw.missing
+    if missing:
+        hint = fw.install_hint or f"pip install {' '.join(missing)}"
+        raise FrameworkNotInstalledError(f"framework {fw.name!r} needs {', '.join(missing)}, which "
+                                         f"{'is' if len(missing) == 1 else 'are'} not installed; install it with: "
+                                         f"{hint}")
+    if not isinstance(features_only, bool):
+        raise TypeError(f"features_only must be a bool, got {features_only!r}")
+    indices = normalize_out_indices(out_indices)
+    _check_int(in_chans, "in_chans", 1)
+    weight, source = _select_weights(res, pretrained)
+    if num_classes is None:
+        num_classes = source.num_classes if source is not None else (
+            weight.num_classes if weight is not None else DEFAULT_NUM_CLASSES)
+    _check_int(num_classes, "num_classes", 0)
+    request = BuildRequest(
+        variant=res.variant, plan=_plan_of(res.variant), num_classes=num_classes, features_only=features_only,
+        out_indices=indices, in_chans=in_chans, weight=weight, weights=source, options=dict(framework_kwargs),
+    )
+    builder = import_object(fw.builder, f"framework {fw.name!r} (plugin {fw.plugin!r}) builder")
+    return builder(request)

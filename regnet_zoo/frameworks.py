@@ -1,0 +1,101 @@
+"""Framework backends as records: what a plugin registers, and what the host hands its builder."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import PluginError
+from .plan import ArchPlan
+from .variant import Variant, WeightTag
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A framework backend.
+
+    ``builder``, ``runner`` and ``exporter`` are ``"module:function"`` strings, imported on first use so that
+    registering (and listing) never imports the framework:
+
+    * ``builder(request: BuildRequest)`` returns the model;
+    * ``runner(model, x)`` runs it in inference mode on ``x``, a float32 numpy batch in NCHW, and returns numpy:
+      logits / pooled features (N, K) for a classifier, or the list of NCHW maps of a ``features_only`` model;
+    * ``loader(model, state, strict=True)`` loads canonical (timm-named) numpy weights into a built model; strict
+      loading lists every missing, unexpected and mis-shaped key in one ``WeightsError``;
+    * ``exporter(model)`` returns its weights as a canonical dict of numpy arrays (bit-exact round trip).
+    """
+
+    name: str
+    builder: str
+    requires: tuple[str, ...] = ()  # top-level modules that must be importable
+    aliases: tuple[str, ...] = ()
+    install_hint: str = ""
+    runner: str | None = None
+    loader: str | None = None
+    exporter: str | None = None
+    blocks: tuple[str, ...] = ("x", "y")  # block types it can build
+    description: str = ""
+    plugin: str = ""  # filled in by the host
+
+    @property
+    def installed(self) -> bool:
+        """True when every required module can be found (checked without importing it)."""
+        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+
+    @property
+    def missing(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+
+@dataclass(frozen=True)
+class FrameworkInfo:
+    """What ``list_frameworks()`` reports."""
+
+    name: str
+    aliases: tuple[str, ...]
+    plugin: str
+    installed: bool
+    install_hint: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Weights ready to load: canonical (timm) names -> numpy arrays (possibly memory-mapped).
+
+    ``origin`` says where they came from (hub id, path) for messages; ``num_classes`` is the classifier size
+    stored in them (0 = none).
+    """
+
+    state: Mapping[str, Any]
+    origin: str
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything a framework builder needs, validated by the host."""
+
+    variant: Variant
+    plan: ArchPlan
+    num_classes: int
+    features_only: bool
+    out_indices: tuple[int, ...]
+    in_chans: int
+    weight: WeightTag | None = None
+    weights: WeightSource | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def import_object(spec: str, what: str) -> Callable:
+    """Import ``"module:attr"``; errors name the plugin contract that was broken."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise PluginError(f"{what}: {spec!r} is not a 'module:function' string")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise PluginError(f"{what}: module {module_name!r} has no attribute {attr!r}") from None

@@ -1,0 +1,157 @@
+"""The framework-neutral architecture plan every framework plugin builds from.
+
+Conventions (timm's ``RegNet`` and HF's ``RegNetModel`` agree on all of them):
+
+* stem: 3x3 conv stride 2 (``stem_width`` channels) + BN + ReLU;
+* stages s1..s4; block 0 of every stage has stride 2 on its grouped 3x3 conv and a 1x1 conv + BN shortcut when
+  the shape changes; bottleneck width = stage width (bottle ratio 1);
+* group width is clipped to the stage width; groups = bottleneck width // group width;
+* Y blocks carry squeeze-excitation of width ``round(se_ratio * block input width)`` (Python/banker's round);
+* feature indices: 0 = stem (stride 2), 1..4 = s1..s4 (strides 4..32); level names P1..P5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from . import complexity
+from .variant import Variant
+
+NUM_FEATURE_INDICES = 5
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """One residual bottleneck block."""
+
+    name: str  # timm module path, e.g. "s2.b1"
+    in_width: int
+    out_width: int
+    bottleneck_width: int
+    stride: int
+    groups: int
+    se_width: int  # 0 when the block has no squeeze-excitation
+    shortcut_conv: bool  # 1x1 conv + BN projection on the shortcut
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage: ``depth`` blocks of the same width; the first has stride 2."""
+
+    name: str  # "s1" .. "s4"
+    index: int  # 1 .. 4
+    in_width: int
+    out_width: int
+    depth: int
+    stride: int
+    group_width: int  # after clipping to the stage width
+    groups: int
+    bottleneck_width: int
+    blocks: tuple[BlockPlan, ...]
+
+    @property
+    def se_widths(self) -> tuple[int, ...]:
+        return tuple(b.se_width for b in self.blocks)
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One feature map a backbone can return (timm's ``feature_info`` entry plus the pyramid level)."""
+
+    index: int  # 0 = stem, 1..4 = s1..s4
+    name: str  # module name: "stem", "s1", ...
+    level: str  # "P1" .. "P5" (stride 2**k)
+    channels: int
+    reduction: int
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "name": self.name, "level": self.level, "channels": self.channels,
+                "reduction": self.reduction}
+
+
+@dataclass(frozen=True)
+class ArchPlan:
+    """Per-stage layout of a variant, with complexity and feature metadata. Pure Python."""
+
+    name: str
+    block: str
+    stem_width: int
+    se_ratio: float
+    stages: tuple[StagePlan, ...]
+
+    @property
+    def num_features(self) -> int:
+        """Channels of the last stage (input of the classifier)."""
+        return self.stages[-1].out_width
+
+    @property
+    def depth(self) -> int:
+        return sum(s.depth for s in self.stages)
+
+    def all_feature_info(self) -> list[FeatureInfo]:
+        infos = [FeatureInfo(0, "stem", "P1", self.stem_width, 2)]
+        reduction = 2
+        for s in self.stages:
+            reduction *= s.stride
+            infos.append(FeatureInfo(s.index, s.name, f"P{s.index + 1}", s.out_width, reduction))
+        return infos
+
+    def feature_info(self, out_indices: Iterable[int] = (1, 2, 3, 4)) -> list[FeatureInfo]:
+        """Feature metadata for ``out_indices`` (validated, returned in ascending order)."""
+        infos = self.all_feature_info()
+        return [infos[i] for i in normalize_out_indices(out_indices, len(infos))]
+
+    def params(self, num_classes: int = 1000, in_chans: int = 3) -> int:
+        """Exact parameter count (conv weights, BN affine, SE biases, classifier weight + bias)."""
+        return complexity.count(self, resolution=32, num_classes=num_classes, in_chans=in_chans).params
+
+    def flops(self, resolution: int = 224, num_classes: int = 1000, in_chans: int = 3) -> int:
+        """Multiply-accumulates at ``resolution`` by pycls's counting rules."""
+        return complexity.count(self, resolution, num_classes, in_chans).flops
+
+    def activations(self, resolution: int = 224, num_classes: int = 1000, in_chans: int = 3) -> int:
+        """Output elements of every conv / linear layer at ``resolution`` (pycls's ``acts``)."""
+        return complexity.count(self, resolution, num_classes, in_chans).acts
+
+    def complexity(self, resolution: int = 224, num_classes: int = 1000, in_chans: int = 3) -> "complexity.Complexity":
+        return complexity.count(self, resolution, num_classes, in_chans)
+
+    def min_input_size(self) -> int:
+        """Smallest spatial size that survives the five stride-2 layers (any size >= 1 does; 32 keeps s4 >= 1x1)."""
+        return 2 ** len(self.all_feature_info())
+
+
+def normalize_out_indices(out_indices: Iterable[int], count: int = NUM_FEATURE_INDICES) -> tuple[int, ...]:
+    """Validate feature indices (ints in 0..count-1, no duplicates) and return them sorted."""
+    if isinstance(out_indices, int) or isinstance(out_indices, (str, bytes)):
+        raise ValueError(f"out_indices must be a sequence of ints in 0..{count - 1}, got {out_indices!r}")
+    idx = list(out_indices)
+    bad = [i for i in idx if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < count]
+    if bad or not idx:
+        raise ValueError(
+            f"out_indices must be a non-empty sequence of ints in 0..{count - 1} "
+            f"(0 = stem, 1..4 = stages s1..s4), got {tuple(idx)!r}"
+        )
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"out_indices has duplicates: {tuple(idx)!r}")
+    return tuple(sorted(idx))
+
+
+def build_plan(variant: Variant) -> ArchPlan:
+    """Derive the per-block plan of ``variant`` (assumed validated by the registry loader)."""
+    stages = []
+    prev = variant.stem_width
+    for i, (width, depth, gw) in enumerate(zip(variant.widths, variant.depths, variant.group_widths), start=1):
+        group_width = min(gw, width)
+        blocks = []
+        for j in range(depth):
+            in_w = prev if j == 0 else width
+            stride = 2 if j == 0 else 1
+            se = int(round(variant.se_ratio * in_w)) if variant.block == "y" else 0
+            blocks.append(BlockPlan(f"s{i}.b{j + 1}", in_w, width, width, stride, width // group_width, se,
+                                    in_w != width or stride != 1))
+        stages.append(StagePlan(f"s{i}", i, prev, width, depth, 2, group_width, width // group_width, width,
+                                tuple(blocks)))
+        prev = width
+    return ArchPlan(variant.name, variant.block, variant.stem_width, variant.se_ratio, tuple(stages))

@@ -1,0 +1,87 @@
+"""Validated registry records: a RegNet variant and its weight tags, with where they came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NAMED_STATS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a registry file (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class WeightTag:
+    """One set of published weights for a variant (timm's ``pretrained_cfg``, as data)."""
+
+    tag: str
+    hub: str
+    keys: str  # key space of the checkpoint: timm | hf | torchvision | pycls | vissl
+    num_classes: int
+    input_size: int
+    crop_pct: float
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    license: str
+    test_input_size: int | None = None
+    test_crop_pct: float | None = None
+    filename: str | None = None
+    revision: str | None = None
+    location: Location | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Generator:
+    """Parameters of the quantised linear rule that produced a variant's stage lists."""
+
+    w0: float
+    wa: float
+    wm: float
+    depth: int
+    rounding: str = "pycls"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"w0": self.w0, "wa": self.wa, "wm": self.wm, "depth": self.depth, "rounding": self.rounding}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A RegNet X or Y architecture as data, plus its aliases, weight tags and origin."""
+
+    name: str
+    block: str  # "x" | "y"
+    stem_width: int
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    group_widths: tuple[int, ...]  # as written, one per stage (before clipping to the stage width)
+    se_ratio: float
+    description: str = ""
+    generator: Generator | None = None
+    aliases: tuple[str, ...] = ()
+    weights: dict[str, WeightTag] = field(default_factory=dict, compare=False)
+    location: Location | None = field(default=None, compare=False)
+    plugin: str = ""
+
+    @property
+    def default_tag(self) -> str | None:
+        """The first weight tag listed, used by ``pretrained=True`` (timm's convention)."""
+        return next(iter(self.weights), None)
+
+    @property
+    def source(self) -> str:
+        """``file:line`` (and plugin) this variant was defined at."""
+        where = f"{self.location.file}:{self.location.line}" if self.location else "?"
+        return f"{where} ({self.plugin})" if self.plugin else where

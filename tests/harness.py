@@ -1,0 +1,113 @@
+"""One harness for every framework plugin: build through ``rz.create``, load and export canonical weights, run on
+NCHW numpy input, all through the hooks of the ``Framework`` record, and compare with timm on the same weights.
+
+Weights are random with randomised BN statistics and affine parameters, so no branch is zero (timm initialises
+the last BN of each block to zero, which would make parity vacuous).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+import regnet_zoo as rz
+from regnet_zoo.frameworks import import_object
+from regnet_zoo.keys import canonical_shapes
+from regnet_zoo.plugins import get_host
+
+FRAMEWORKS = ("torch", "tf", "flax")
+FRAMEWORK_MODULES = {"torch": ("torch", "timm"), "tf": ("tensorflow", "keras"), "flax": ("jax", "flax")}
+PARITY_MAX_PARAMS = 150_000_000
+PARITY_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() <= PARITY_MAX_PARAMS]
+LARGE_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() > PARITY_MAX_PARAMS]
+LOGITS_RTOL = 1e-4
+HIDDEN_RTOL = 1e-3
+
+
+def random_state(name: str, num_classes: int = 1000, in_chans: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random canonical weights for ``name``: He-scaled convs, BN with random affine and running statistics."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    for key, shape in canonical_shapes(rz.plan(name), num_classes, in_chans).items():
+        if key.endswith("running_mean"):
+            arr = rng.normal(0.0, 0.1, shape)
+        elif key.endswith("running_var"):
+            arr = rng.uniform(0.5, 1.5, shape)
+        elif key.endswith("bn.weight"):
+            lo, hi = (0.1, 0.4) if ".conv3." in key else (0.5, 1.5)  # keep residual sums bounded
+            arr = rng.uniform(lo, hi, shape)
+        elif key.endswith("bias"):
+            arr = rng.normal(0.0, 0.1, shape)
+        else:
+            fan_in = int(np.prod(shape[1:]))
+            arr = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        state[key] = arr.astype(np.float32)
+    return state
+
+
+def random_input(batch: int = 2, size: int = 64, in_chans: int = 3, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(batch, in_chans, size, size)).astype(np.float32)
+
+
+def rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| relative to the scale (max |b|) of the reference ``b``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, f"shape {a.shape} != reference {b.shape}"
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+
+
+class Ops:
+    """The hooks of one framework, called exactly as the host calls them."""
+
+    def __init__(self, framework: str):
+        self.framework = get_host().framework(framework)
+        fw = self.framework
+        self._run = import_object(fw.runner, f"{fw.name} runner")
+        self._load = import_object(fw.loader, f"{fw.name} loader")
+        self._export = import_object(fw.exporter, f"{fw.name} exporter")
+
+    def create(self, name: str, **kwargs: Any):
+        return rz.create(name, framework=self.framework.name, **kwargs)
+
+    def load(self, model, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        self._load(model, state, strict=strict)
+
+    def export(self, model) -> dict[str, np.ndarray]:
+        return self._export(model)
+
+    def run(self, model, x: np.ndarray):
+        return self._run(model, x)
+
+
+@functools.lru_cache(maxsize=4)
+def ops(framework: str) -> Ops:
+    return Ops(framework)
+
+
+def timm_model(name: str, state: dict[str, np.ndarray], num_classes: int = 1000):
+    """timm's own model for ``name`` (built from the same explicit plan) with ``state`` loaded, in eval mode."""
+    import timm
+    import torch
+
+    pl = rz.plan(name)
+    assert name in timm.list_models("regnet*"), f"{name} is not a timm model"
+    model = timm.create_model(name, num_classes=num_classes)
+    sd = {k: torch.from_numpy(v) for k, v in state.items()}
+    sd.update({k: torch.zeros((), dtype=torch.long) for k in model.state_dict() if k.endswith("num_batches_tracked")})
+    model.load_state_dict(sd, strict=True)
+    assert sum(p.numel() for p in model.parameters()) == pl.params(num_classes)
+    return model.eval()
+
+
+def timm_reference(name: str, state: dict[str, np.ndarray], x: np.ndarray, num_classes: int = 1000):
+    """(logits, [stem, s1, s2, s3, s4] maps) of timm's model on NCHW ``x``, as numpy."""
+    import torch
+
+    model = timm_model(name, state, num_classes)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        logits = model(xt).numpy()
+        _, inter = model.forward_intermediates(xt, indices=5)
+    return logits, [t.numpy() for t in inter]

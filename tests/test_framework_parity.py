@@ -1,0 +1,66 @@
+"""Every framework, every variant up to ~150M parameters, checked the same way against timm on the same weights.
+
+torch must match timm exactly (0.0); tf and flax within 1e-4 (logits) / 1e-3 (hidden states) relative.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import regnet_zoo as rz
+from conftest import require
+from harness import (FRAMEWORK_MODULES, FRAMEWORKS, HIDDEN_RTOL, LOGITS_RTOL, PARITY_VARIANTS, ops, random_input,
+                     random_state, rel_err, timm_reference)
+
+ALL = (0, 1, 2, 3, 4)
+
+
+@functools.lru_cache(maxsize=2)
+def reference(name: str):
+    require("torch", "timm")
+    state = random_state(name)
+    x = random_input()
+    logits, maps = timm_reference(name, state, x)
+    return state, x, logits, maps
+
+
+@pytest.mark.parametrize("name", PARITY_VARIANTS)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_matches_timm_on_same_weights(framework, name):
+    require(*FRAMEWORK_MODULES[framework])
+    state, x, ref_logits, ref_maps = reference(name)
+    o = ops(framework)
+    logits_tol, hidden_tol = (0.0, 0.0) if framework == "torch" else (LOGITS_RTOL, HIDDEN_RTOL)
+
+    model = o.create(name)
+    o.load(model, state)
+    assert rel_err(o.run(model, x), ref_logits) <= logits_tol
+    exported = o.export(model)
+    assert exported.keys() == state.keys()
+    for key, value in state.items():
+        assert exported[key].dtype == value.dtype and np.array_equal(exported[key], value), key
+    del model
+
+    backbone = o.create(name, features_only=True, out_indices=ALL)
+    assert [f.as_dict() for f in backbone.feature_info] == [f.as_dict() for f in rz.feature_info(name, ALL)]
+    o.load(backbone, {k: v for k, v in state.items() if not k.startswith("head.")})
+    maps = o.run(backbone, x)
+    assert len(maps) == 5
+    for i, (got, want) in enumerate(zip(maps, ref_maps)):
+        assert rel_err(got, want) <= hidden_tol, f"feature {i}"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_headless_and_subset_of_features(framework):
+    require(*FRAMEWORK_MODULES[framework])
+    o = ops(framework)
+    x = random_input(batch=2, size=64)
+    headless = o.create("regnetx_002", num_classes=0)
+    assert o.run(headless, x).shape == (2, rz.plan("regnetx_002").num_features)
+    backbone = o.create("regnetx_002", features_only=True, out_indices=(4, 2))
+    maps = o.run(backbone, x)
+    assert [m.shape for m in maps] == [(2, 56, 8, 8), (2, 368, 2, 2)]
+    assert [f.index for f in backbone.feature_info] == [2, 4]
