@@ -55,3 +55,26 @@ def stage_of(key: str) -> int:
     if head == "head":
         return 5
     return int(head[1:])
+
+
+def check_state(state, expected: dict[str, tuple[int, ...]], origin: str = "weights") -> None:
+    """Raise one ``WeightsError`` listing every missing, unexpected and mis-shaped key of ``state``.
+
+    ``state`` maps canonical names to arrays (anything with ``.shape``); timm's ``num_batches_tracked``
+    counters are ignored.
+    """
+    from .errors import WeightsError
+
+    keys = {k for k in state if not k.endswith("num_batches_tracked")}
+    missing = [k for k in expected if k not in keys]
+    unexpected = sorted(keys - expected.keys())
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)}, model {expected[k]}" for k in expected
+              if k in keys and tuple(state[k].shape) != tuple(expected[k])]
+    if not (missing or unexpected or shapes):
+        return
+    lines = [f"{origin} do not match the model:"]
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", shapes)):
+        if items:
+            shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
+            lines.append(f"  {title} ({len(items)}): " + ", ".join(shown))
+    raise WeightsError("\n".join(lines))

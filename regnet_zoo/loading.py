@@ -1,0 +1,45 @@
+"""What a framework builder loads from ``BuildRequest.weights``: the shared head / strictness policy."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping
+
+from .frameworks import BuildRequest
+from .keys import canonical_shapes, check_state
+
+
+def expected_shapes(request: BuildRequest) -> dict[str, tuple[int, ...]]:
+    """Canonical keys and shapes of the model ``request`` describes (no head when headless / features_only)."""
+    num_classes = 0 if request.features_only else request.num_classes
+    return canonical_shapes(request.plan, num_classes, request.in_chans)
+
+
+def state_to_load(request: BuildRequest) -> Mapping[str, Any] | None:
+    """The canonical weights to load strictly into the model of ``request``, or ``None``.
+
+    Head keys are dropped for a headless or ``features_only`` model, and when the requested ``num_classes``
+    differs from the checkpoint's (the head stays randomly initialised, with a warning saying so). Everything
+    else must match exactly; a mismatch raises ``WeightsError`` listing every bad key.
+    """
+    source = request.weights
+    if source is None:
+        return None
+    state: Mapping[str, Any] = source.state
+    has_head = "head.fc.weight" in state
+    if has_head and not request.features_only and request.num_classes and \
+            tuple(state["head.fc.weight"].shape) != (request.num_classes, request.plan.num_features):
+        warnings.warn(f"{source.origin}: classifier has {state['head.fc.weight'].shape[0]} classes, the model "
+                      f"{request.num_classes}; head.fc is re-initialised (train it before use)", UserWarning,
+                      stacklevel=3)
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    elif has_head and (request.features_only or request.num_classes == 0):
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    expected = expected_shapes(request)
+    if "head.fc.weight" in expected and "head.fc.weight" not in state:
+        expected = {k: v for k, v in expected.items() if not k.startswith("head.")}
+        if source.num_classes == 0:
+            warnings.warn(f"{source.origin} has no classifier; head.fc ({request.num_classes} classes) is randomly "
+                          f"initialised", UserWarning, stacklevel=3)
+    check_state(state, expected, source.origin)
+    return state
