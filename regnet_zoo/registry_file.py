@@ -168,7 +168,7 @@ def _weight_tag(p: _Problems, tag: str, knode, vnode, variant: str) -> WeightTag
     f = _mapping(p, vnode, what)
     if f is None:
         return None
-    _check_fields(p, f, _TAG_FIELDS, _TAG_REQUIRED, what, vnode)
+    _check_fields(p, f, _TAG_FIELDS, _TAG_REQUIRED, what, knode)
     v = {}
     for key, (_, n) in f.items():
         w = f"{what}.{key}"
@@ -235,7 +235,7 @@ def _variant(p: _Problems, name: str, knode, vnode) -> Variant | None:
     if f is None:
         return None
     n_before = len(p.lines)
-    _check_fields(p, f, _VARIANT_FIELDS, _VARIANT_REQUIRED, what, vnode)
+    _check_fields(p, f, _VARIANT_FIELDS, _VARIANT_REQUIRED, what, knode)
     v: dict[str, Any] = {}
     get = lambda key: f[key][1] if key in f else None  # noqa: E731
     if "block" in f:

@@ -13,7 +13,9 @@ except ImportError:
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # make tests/harness.py and tests/plugins importable
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+PLUGINS_DIR = os.path.join(TESTS_DIR, "plugins")
+sys.path[:0] = [TESTS_DIR, PLUGINS_DIR]  # tests/harness.py and the toy plugins in tests/plugins
 
 
 def require(*modules: str) -> None:
@@ -34,3 +36,15 @@ def fresh_host(monkeypatch):
     plugins.reset()
     yield plugins
     plugins.reset()
+
+
+@pytest.fixture
+def toy_host(fresh_host):
+    """A fresh host with the toy framework and toy variants plugins registered."""
+    import toy_framework
+    import toy_variants
+
+    host = fresh_host.get_host()
+    host.register(toy_framework, "toy_framework", "tests")
+    host.register(toy_variants, "toy_variants", "tests")
+    return host

@@ -1,0 +1,301 @@
+"""``regnet-zoo`` command line: list, explain and check variants; run a backbone on a sample picture.
+
+Errors go to stderr with exit status 1 (2 for usage errors); ``--traceback`` (or ``REGNET_ZOO_TRACEBACK=1``) shows
+the Python traceback too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from . import api
+from .errors import RegistryError, RegNetZooError
+from .plugins import get_host
+from .registry_file import load_file
+
+GFLOPS_RESOLUTION = 224
+
+
+def _fmt_params(n: int) -> str:
+    return f"{n / 1e6:,.1f}M" if n < 1e9 else f"{n / 1e9:,.2f}B"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _tags_cell(tags: list[str]) -> str:
+    """The default tag and how many more (the full list is in ``show`` and ``list --pretrained``)."""
+    if not tags:
+        return "-"
+    return tags[0] + (f" +{len(tags) - 1}" if len(tags) > 1 else "")
+
+
+def _builders(variant) -> list[str]:
+    return [f.name for f in get_host().frameworks.values() if variant.block in f.blocks]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    names = api.list_variants(args.pattern, pretrained=args.pretrained, framework=args.framework)
+    records = []
+    for name in names:
+        res = api.resolve(name)
+        v, pl = res.variant, api.plan(name)
+        rec: dict[str, Any] = {
+            "name": name, "block": v.block.upper(), "params": pl.params(), "gflops": pl.flops(GFLOPS_RESOLUTION) / 1e9,
+            "widths": list(v.widths), "depths": list(v.depths), "frameworks": _builders(v),
+        }
+        if args.pretrained:
+            w = res.weight
+            rec.update(hub=w.hub, keys=w.keys, num_classes=w.num_classes, input_size=w.input_size,
+                       license=w.license)
+        else:
+            rec["tags"] = list(v.weights)
+        records.append(rec)
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    if not records:
+        print(f"no variant matches {args.pattern!r}", file=sys.stderr)
+        return 1
+    if args.pretrained:
+        header = ["NAME", "BLOCK", "PARAMS", f"GFLOPS@{GFLOPS_RESOLUTION}", "HUB", "KEYS", "CLASSES", "SIZE",
+                  "LICENSE"]
+        rows = [[r["name"], r["block"], _fmt_params(r["params"]), f"{r['gflops']:.2f}", r["hub"], r["keys"],
+                 str(r["num_classes"]), str(r["input_size"]), r["license"]] for r in records]
+    else:
+        header = ["NAME", "BLOCK", "PARAMS", f"GFLOPS@{GFLOPS_RESOLUTION}", "WIDTHS", "DEPTHS", "TAGS", "FRAMEWORKS"]
+        rows = [[r["name"], r["block"], _fmt_params(r["params"]), f"{r['gflops']:.2f}",
+                 ",".join(map(str, r["widths"])), ",".join(map(str, r["depths"])),
+                 _tags_cell(r["tags"]), ",".join(r["frameworks"])] for r in records]
+    print(_table(rows, header))
+    return 0
+
+
+def _show_record(name: str, resolution: int) -> dict[str, Any]:
+    res = api.resolve(name)
+    v, pl = res.variant, api.plan(name)
+    cx = pl.complexity(resolution)
+    return {
+        "name": v.name, "description": v.description, "block": v.block.upper(), "source": v.source,
+        "aliases": list(v.aliases), "stem_width": v.stem_width, "se_ratio": v.se_ratio,
+        "generator": v.generator.as_dict() if v.generator else None,
+        "stages": [{"name": s.name, "in": s.in_width, "out": s.out_width, "depth": s.depth, "stride": s.stride,
+                    "group_width": s.group_width, "groups": s.groups, "bottleneck": s.bottleneck_width,
+                    "se_widths": sorted(set(s.se_widths))} for s in pl.stages],
+        "feature_info": [f.as_dict() for f in pl.all_feature_info()],
+        "complexity": {"resolution": resolution, "params": cx.params, "params_no_head": pl.params(0),
+                       "gflops": cx.flops / 1e9, "mflops": cx.flops / 1e6, "acts_m": cx.acts / 1e6},
+        "weights": [{"tag": t, "hub": w.hub, "keys": w.keys, "num_classes": w.num_classes,
+                     "input_size": w.input_size, "test_input_size": w.test_input_size, "crop_pct": w.crop_pct,
+                     "interpolation": w.interpolation, "license": w.license, "default": t == v.default_tag}
+                    for t, w in v.weights.items()],
+        "frameworks": _builders(v),
+    }
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    rec = _show_record(args.name, args.resolution)
+    if args.json:
+        print(json.dumps(rec, indent=2))
+        return 0
+    out = [f"{rec['name']}: {rec['description'] or 'RegNet' + rec['block']}",
+           f"  defined at   {rec['source']}",
+           f"  block        {rec['block']}" + (f" (squeeze-excitation ratio {rec['se_ratio']})" if rec['se_ratio'] else ""),
+           f"  stem         3x3 conv stride 2 -> {rec['stem_width']} channels"]
+    if rec["aliases"]:
+        out.append(f"  aliases      {', '.join(rec['aliases'])}")
+    if rec["generator"]:
+        g = rec["generator"]
+        out.append(f"  generator    w0={g['w0']:g} wa={g['wa']:g} wm={g['wm']:g} depth={g['depth']} "
+                   f"({g['rounding']} rounding)")
+    out.append("")
+    rows = [[s["name"], s["in"], s["out"], s["depth"], s["stride"], s["group_width"], s["groups"],
+             ",".join(map(str, s["se_widths"])) if any(s["se_widths"]) else "-"] for s in rec["stages"]]
+    out.append(_indent(_table([[str(c) for c in r] for r in rows],
+                              ["STAGE", "IN", "OUT", "DEPTH", "STRIDE", "GROUP_W", "GROUPS", "SE_W"])))
+    out.append("")
+    rows = [[str(f["index"]), f["name"], f["level"], str(f["channels"]), str(f["reduction"])]
+            for f in rec["feature_info"]]
+    out.append(_indent(_table(rows, ["INDEX", "MODULE", "LEVEL", "CHANNELS", "REDUCTION"])))
+    cx = rec["complexity"]
+    out += ["", f"  params       {cx['params']:,} (1000 classes); {cx['params_no_head']:,} without head",
+            f"  flops        {cx['gflops']:.3f} GFLOPs ({cx['mflops']:,.1f} M multiply-adds) at "
+            f"{cx['resolution']}x{cx['resolution']}",
+            f"  activations  {cx['acts_m']:.2f} M at {cx['resolution']}x{cx['resolution']}",
+            f"  frameworks   {', '.join(rec['frameworks']) or '-'}"]
+    if rec["weights"]:
+        rows = [[w["tag"] + (" *" if w["default"] else ""), w["hub"], w["keys"], str(w["num_classes"]),
+                 str(w["input_size"]) + (f"/{w['test_input_size']}" if w["test_input_size"] else ""),
+                 w["interpolation"], w["license"]] for w in rec["weights"]]
+        out += ["", _indent(_table(rows, ["TAG (* default)", "HUB", "KEYS", "CLASSES", "SIZE", "INTERP",
+                                          "LICENSE"]))]
+    else:
+        out += ["", "  weights      none published"]
+    print("\n".join(out))
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def cmd_frameworks(args: argparse.Namespace) -> int:
+    infos = api.list_frameworks()
+    if args.json:
+        print(json.dumps([{"name": f.name, "aliases": list(f.aliases), "plugin": f.plugin, "installed": f.installed,
+                           "install_hint": f.install_hint, "description": f.description} for f in infos], indent=2))
+        return 0
+    rows = [[f.name, ",".join(f.aliases) or "-", f.plugin, "yes" if f.installed else "no",
+             "" if f.installed else f.install_hint] for f in infos]
+    print(_table(rows, ["FRAMEWORK", "ALIASES", "PLUGIN", "INSTALLED", "INSTALL"]))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    host = get_host()
+    infos = host.plugins()
+    if args.json:
+        print(json.dumps({"plugins": [{"name": p.name, "distribution": p.distribution, "hooks": list(p.hooks),
+                                       "builtin": p.builtin} for p in infos],
+                          "failed": [{"name": f.name, "distribution": f.distribution, "error": f.error}
+                                     for f in host.failures]}, indent=2))
+        return 0
+    rows = [[p.name, p.distribution, "built-in" if p.builtin else "third-party", ",".join(p.hooks)]
+            for p in infos]
+    print(_table(rows, ["PLUGIN", "DISTRIBUTION", "KIND", "HOOKS"]))
+    for f in host.failures:
+        print(f"failed to load: {f.name} ({f.distribution}): {f.error}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate variant files on their own and against the installed registry (clashing names)."""
+    from .registry import Registry
+
+    problems: list[str] = []
+    for path in args.files:
+        try:
+            variants = load_file(path)
+        except RegistryError as e:
+            problems += e.problems
+            continue
+        probe = Registry()
+        try:
+            probe.add([v for v in get_host().registry.variants()
+                       if os.path.realpath(v.location.file) != os.path.realpath(path)])
+            probe.add(variants)
+        except RegistryError as e:
+            problems += e.problems
+            continue
+        print(f"{path}: ok ({len(variants)} variant{'s' if len(variants) != 1 else ''})")
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    """Build a backbone and print its per-stage feature maps on an image (the bundled sample by default)."""
+    import numpy as np
+
+    from .frameworks import import_object
+    from .preprocess import SAMPLE_IMAGE, data_config, preprocess
+
+    fw = get_host().framework(args.framework)
+    pretrained: Any = args.pretrained if args.pretrained is not None else False
+    model = api.create(args.name, framework=fw.name, features_only=True, out_indices=(0, 1, 2, 3, 4),
+                       pretrained=pretrained)
+    cfg = data_config(args.name)
+    if args.size:
+        cfg["input_size"] = args.size
+    image = args.image or SAMPLE_IMAGE
+    x = preprocess(image, cfg)
+    run = import_object(fw.runner, f"framework {fw.name!r} runner")
+    maps = run(model, x)
+    rows = []
+    for info, fmap in zip(model.feature_info, maps):
+        a = np.asarray(fmap, np.float64)
+        rows.append({"index": info.index, "module": info.name, "level": info.level, "channels": info.channels,
+                     "reduction": info.reduction, "shape": list(a.shape), "mean": float(a.mean()),
+                     "std": float(a.std()), "max": float(a.max())})
+    if args.json:
+        print(json.dumps({"variant": api.get_variant(args.name).name, "framework": fw.name, "image": str(image),
+                          "input_shape": list(x.shape), "features": rows}, indent=2))
+        return 0
+    weights = f"weights {pretrained}" if pretrained else "random weights"
+    print(f"{api.get_variant(args.name).name} on {fw.name} ({weights}); input {os.path.basename(str(image))} "
+          f"-> {tuple(x.shape)} NCHW")
+    print(_table([[str(r["index"]), r["module"], r["level"], str(r["channels"]), str(r["reduction"]),
+                   "x".join(map(str, r["shape"])), f"{r['mean']:.4f}", f"{r['std']:.4f}", f"{r['max']:.4f}"]
+                  for r in rows], ["INDEX", "MODULE", "LEVEL", "CHANNELS", "STRIDE", "SHAPE (NCHW)", "MEAN", "STD",
+                                   "MAX"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="regnet-zoo", description="RegNet X/Y variants as data, built in "
+                                     "PyTorch, TensorFlow or Flax.")
+    parser.add_argument("--traceback", action="store_true", help="show the Python traceback of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="list variants (or weight tags with --pretrained)")
+    p.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="fnmatch pattern, e.g. 'regnety_*'")
+    p.add_argument("--pretrained", action="store_true", help="list name.tag for every weight tag")
+    p.add_argument("--framework", help="only variants this framework can build")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="stage plan, feature_info, complexity and weights of a variant")
+    p.add_argument("name", help="variant, alias, hub id or name.tag")
+    p.add_argument("--resolution", type=int, default=GFLOPS_RESOLUTION, help="input size for FLOPs (default 224)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("frameworks", help="registered frameworks and whether they are installed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_frameworks)
+
+    p = sub.add_parser("plugins", help="loaded plugins and the ones that failed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("check", help="validate variant YAML files (exit 1 with file:line:col lines)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("features", help="build a backbone and print its per-stage feature maps on an image")
+    p.add_argument("name", help="variant, alias or name.tag")
+    p.add_argument("--framework", "-f", default="torch", help="torch (default), tf or flax")
+    p.add_argument("--image", help="image file (default: the bundled sample picture)")
+    p.add_argument("--pretrained", help="weight tag or checkpoint path (default: random weights)")
+    p.add_argument("--size", type=int, help="input size (default: the weights' input size, else 224)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_features)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    show_tb = args.traceback or os.environ.get("REGNET_ZOO_TRACEBACK") == "1"
+    try:
+        return args.func(args)
+    except (RegNetZooError, ValueError, TypeError, KeyError, ImportError, OSError) as e:
+        if show_tb:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"regnet-zoo: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

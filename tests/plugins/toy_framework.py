@@ -1,0 +1,53 @@
+"""A toy framework plugin: exercises create(), features and every host error path without a real framework.
+
+The "model" records its BuildRequest; the runner returns zeros of the right shapes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from regnet_zoo import Framework, hookimpl
+from regnet_zoo.loading import state_to_load
+
+
+class ToyModel:
+    def __init__(self, request):
+        self.request = request
+        self.state = dict(state_to_load(request) or {})
+        self.feature_info = request.plan.feature_info(request.out_indices) if request.features_only else None
+
+
+def build(request):
+    unknown = set(request.options) - {"note"}
+    if unknown:
+        raise TypeError(f"unknown toy options: {sorted(unknown)}; accepted: ['note']")
+    return ToyModel(request)
+
+
+def run(model, x):
+    n, _, h, w = x.shape
+    req = model.request
+    if req.features_only:
+        return [np.zeros((n, f.channels, math.ceil(h / f.reduction), math.ceil(w / f.reduction)), np.float32)
+                for f in model.feature_info]
+    return np.zeros((n, req.num_classes or req.plan.num_features), np.float32)
+
+
+def load(model, state, strict=True):
+    model.state.update(state)
+
+
+def export(model):
+    return dict(model.state)
+
+
+@hookimpl
+def register_frameworks(register):
+    register(Framework(name="toy", aliases=("toyfw",), requires=("json",), builder="toy_framework:build",
+                       runner="toy_framework:run", loader="toy_framework:load", exporter="toy_framework:export",
+                       install_hint="pip install toy", description="a test double"))
+    register(Framework(name="ghost", requires=("definitely_not_installed_xyz",), builder="nowhere:build",
+                       install_hint="pip install 'regnet-zoo[ghost]'"))

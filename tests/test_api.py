@@ -1,0 +1,117 @@
+"""The public API through the toy framework: names, aliases, tags, create() and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import regnet_zoo as rz
+from regnet_zoo.errors import (FrameworkNotInstalledError, UnknownFrameworkError, UnknownVariantError,
+                               WeightsError)
+
+ALIASES = {
+    "facebook/regnet-y-040": "regnety_040", "RegNetY-4.0GF": "regnety_040", "regnet_y_3_2gf": "regnety_032",
+    "RegNetY032": "regnety_032", "regnet_x_400mf": "regnetx_004_tv", "RegNetX-400MF": "regnetx_004",
+    "REGNETY_040": "regnety_040", "facebook/regnet-y-10b-seer": "regnety_10b", "regnet_y_128gf": "regnety_1280",
+}
+
+
+def test_import_and_listing_import_no_framework():
+    code = ("import sys, regnet_zoo as rz; rz.list_variants(); rz.list_variants(pretrained=True); "
+            "rz.plan('regnety_10b').flops(); rz.feature_info('regnety_040'); rz.list_frameworks(); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "{'torch', 'tensorflow', 'keras', 'jax', 'flax', 'timm', 'transformers', 'numpy'}); print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+
+
+def test_list_variants():
+    names = rz.list_variants()
+    assert len(names) == 31 and names[:3] == ["regnetx_002", "regnetx_004", "regnetx_004_tv"]
+    assert rz.list_variants("regnety_0[48]0*") == ["regnety_040", "regnety_080", "regnety_080_tv"]
+    assert "regnety_040.ra3_in1k" in rz.list_variants(pretrained=True)
+    assert rz.list_variants("regnety_040", pretrained=True) == ["regnety_040.ra3_in1k", "regnety_040.pycls_in1k",
+                                                                "regnety_040.hf_in1k"]
+    assert rz.list_variants(framework="jax") == names
+    with pytest.raises(UnknownFrameworkError, match="unknown framework 'mxnet'; known frameworks: torch"):
+        rz.list_variants(framework="mxnet")
+
+
+@pytest.mark.parametrize("alias, name", sorted(ALIASES.items()))
+def test_aliases(alias, name):
+    assert rz.get_variant(alias).name == name
+
+
+def test_tags_and_hub_ids():
+    assert rz.resolve("regnety_040.ra3_in1k").tag == "ra3_in1k"
+    assert rz.resolve("RegNetY-4.0GF.hf_in1k").weight.hub == "facebook/regnet-y-040"
+    assert rz.resolve("facebook/regnet-y-320-seer-in1k").tag == "hf_seer_in1k"
+    assert rz.resolve("timm/regnety_160.swag_ft_in1k").weight.input_size == 384
+    assert rz.resolve("regnety_040").tag is None and rz.get_variant("regnety_040").default_tag == "ra3_in1k"
+
+
+def test_unknown_names_suggest():
+    with pytest.raises(UnknownVariantError) as e:
+        rz.get_variant("regnety_04")
+    assert str(e.value) == "unknown variant 'regnety_04'; did you mean 'regnety_040'?"
+    with pytest.raises(UnknownVariantError, match=r"unknown weight tag 'ra3_in1' for variant 'regnety_040'; did you "
+                                                  r"mean regnety_040.'ra3_in1k'\?"):
+        rz.get_variant("regnety_040.ra3_in1")
+    with pytest.raises(UnknownVariantError, match="run `regnet-zoo list`"):
+        rz.get_variant("efficientnet_b0")
+
+
+def test_plan_and_feature_info():
+    pl = rz.plan("regnetx_080")
+    assert [s.group_width for s in pl.stages] == [80, 120, 120, 120]  # clipped in s1
+    assert [s.groups for s in pl.stages] == [1, 2, 6, 16]
+    assert [(f.name, f.level, f.channels, f.reduction) for f in rz.feature_info("regnety_040", (0, 4))] == \
+        [("stem", "P1", 32, 2), ("s4", "P5", 1088, 32)]
+    assert [f.index for f in rz.feature_info("regnety_040", [3, 1])] == [1, 3]
+    for bad in [(5,), (), (1, 1), (True,), 2, ("1",)]:
+        with pytest.raises(ValueError, match="out_indices"):
+            rz.feature_info("regnety_040", bad)
+
+
+def test_create_through_toy_framework(toy_host):
+    model = rz.create("regnety_040.ra3_in1k", framework="toyfw", num_classes=7, note="hi")
+    req = model.request
+    assert (req.variant.name, req.weight.tag, req.num_classes, req.options) == ("regnety_040", "ra3_in1k", 7,
+                                                                                  {"note": "hi"})
+    backbone = rz.create("toynet_y_tiny", framework="toy", features_only=True, out_indices=(4, 0))
+    assert [f.index for f in backbone.feature_info] == [0, 4]
+    assert rz.create("regnety_120.sw_in12k", framework="toy").request.num_classes == 11821  # the tag's head
+    assert rz.create("regnety_040", framework="toy").request.num_classes == 1000
+
+
+def test_create_errors(toy_host, tmp_path):
+    with pytest.raises(FrameworkNotInstalledError) as e:
+        rz.create("regnety_040", framework="ghost")
+    assert str(e.value) == ("framework 'ghost' needs definitely_not_installed_xyz, which is not installed; install "
+                            "it with: pip install 'regnet-zoo[ghost]'")
+    with pytest.raises(TypeError, match=r"unknown toy options: \['colour'\]"):
+        rz.create("regnety_040", framework="toy", colour="red")
+    with pytest.raises(ValueError, match="num_classes must be an int >= 0, got -1"):
+        rz.create("regnety_040", framework="toy", num_classes=-1)
+    with pytest.raises(ValueError, match="in_chans must be an int >= 1, got True"):
+        rz.create("regnety_040", framework="toy", in_chans=True)
+    with pytest.raises(WeightsError, match="neither a weight tag of 'regnety_040' nor an existing file or directory; did you mean "
+                                           "tag 'ra3_in1k'"):
+        rz.create("regnety_040", framework="toy", pretrained="ra3_in1")
+    with pytest.raises(WeightsError, match="has no published weights"):
+        rz.create("toynet_y_tiny", framework="toy", pretrained=True)
+    with pytest.raises(UnknownFrameworkError):
+        rz.create("regnety_040", framework="caffe")
+
+
+def test_toy_runner_shapes(toy_host):
+    from regnet_zoo.frameworks import import_object
+
+    fw = toy_host.framework("toy")
+    run = import_object(fw.runner, "toy runner")
+    backbone = rz.create("regnetx_002", framework="toy", features_only=True, out_indices=(0, 1, 2, 3, 4))
+    shapes = [m.shape for m in run(backbone, np.zeros((1, 3, 64, 64), np.float32))]
+    assert shapes == [(1, 32, 32, 32), (1, 24, 16, 16), (1, 56, 8, 8), (1, 152, 4, 4), (1, 368, 2, 2)]

@@ -1,0 +1,159 @@
+"""The variants YAML loader: every problem reported at once as file:line:col lines."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from regnet_zoo.errors import RegistryError
+from regnet_zoo.registry import Registry
+from regnet_zoo.registry_file import load_file, load_text
+
+GOOD = """\
+schema: 1
+variants:
+  tiny_x:
+    block: x
+    stem_width: 32
+    widths: [24, 56, 152, 368]
+    depths: [1, 1, 4, 7]
+    group_width: 8
+    generator: {w0: 24, wa: 36.44, wm: 2.49, depth: 13}
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(RegistryError) as e:
+        load_text(textwrap.dedent(text), "t.yaml")
+    return e.value.problems
+
+
+def test_good_file_loads_with_locations():
+    (v,) = load_text(GOOD, "t.yaml")
+    assert (v.name, v.block, v.group_widths, v.se_ratio) == ("tiny_x", "x", (8, 8, 8, 8), 0.0)
+    assert (v.location.file, v.location.line, v.location.column) == ("t.yaml", 3, 3)
+
+
+def test_every_problem_is_reported_with_file_line_col():
+    text = """\
+    schema: 1
+    variants:
+      bad_a:
+        block: x
+        stem_widht: 32
+        widths: [24, 56, 152, 368]
+        depths: [1, 1, 4, true]
+        group_width: 8
+      bad_b:
+        block: z
+        stem_width: 32
+        widths: [24, 56, 152]
+        depths: [1, 1, 4, 7]
+        group_width: 8
+    """
+    lines = problems(text)
+    assert "t.yaml:5:5: unknown field 'stem_widht' in variant 'bad_a'; did you mean 'stem_width'?" in lines
+    assert "t.yaml:3:3: variant 'bad_a' is missing required field 'stem_width'" in lines
+    assert "t.yaml:7:23: bad_a.depths[3] must be an int, got a bool ('true')" in lines
+    assert "t.yaml:10:12: bad_b.block must be one of x, y, got 'z'" in lines
+    assert "t.yaml:12:13: bad_b.widths must have 4 entries, got 3" in lines
+    assert len(lines) == 5
+
+
+def test_duplicate_keys_are_detected_on_nodes():
+    lines = problems(GOOD + "    block: y\n")
+    assert lines == ["t.yaml:10:5: duplicate key 'block' in variant 'tiny_x' (first defined at line 4)"]
+    lines = problems(GOOD + "  tiny_x:\n    block: x\n")
+    assert lines[0].startswith("t.yaml:10:3: duplicate key 'tiny_x' in variants (first defined at line 3)")
+
+
+def test_group_width_must_divide_stage_width():
+    """HF's regnet-y-2560-seer config: 1696 channels are not a multiple of group width 640."""
+    lines = problems("""\
+    schema: 1
+    variants:
+      seer_2560_hf:
+        block: y
+        stem_width: 32
+        widths: [640, 1696, 2544, 5088]
+        depths: [3, 7, 16, 1]
+        group_width: 640
+    """)
+    assert any("group width 640 does not divide stage s2 width 1696" in p for p in lines)
+    assert any("stage s4 width 5088" in p for p in lines)
+    assert all(p.startswith("t.yaml:8:18: ") for p in lines)
+
+
+def test_group_width_is_clipped_to_the_stage_width():
+    (v,) = load_text(GOOD.replace("group_width: 8", "group_width: [24, 56, 8, 8]").replace(
+        "    generator: {w0: 24, wa: 36.44, wm: 2.49, depth: 13}\n", ""), "t.yaml")
+    assert v.group_widths == (24, 56, 8, 8)
+
+
+def test_generator_must_reproduce_the_lists():
+    lines = problems(GOOD.replace("[1, 1, 4, 7]", "[1, 1, 5, 6]"))
+    assert lines == ["t.yaml:9:16: tiny_x.generator (pycls rounding) gives widths [24, 56, 152, 368], depths "
+                     "[1, 1, 4, 7], but the variant lists widths [24, 56, 152, 368], depths [1, 1, 5, 6]"]
+
+
+def test_rounding_matters():
+    """regnetx_004 (pycls) and regnetx_004_tv (torchvision) differ only by rounding."""
+    text = GOOD.replace("tiny_x", "x004").replace("[24, 56, 152, 368]", "[32, 64, 160, 400]").replace(
+        "[1, 1, 4, 7]", "[1, 2, 7, 12]").replace("group_width: 8", "group_width: 16").replace(
+        "{w0: 24, wa: 36.44, wm: 2.49, depth: 13}", "{w0: 24, wa: 24.48, wm: 2.54, depth: 22, rounding: %s}")
+    (v,) = load_text(text % "torchvision", "t.yaml")
+    assert v.widths[-1] == 400
+    assert "gives widths [32, 64, 160, 384]" in problems(text % "pycls")[0]
+
+
+def test_types_and_values():
+    lines = problems(GOOD.replace("stem_width: 32", "stem_width: 32.0").replace(
+        "generator: {w0: 24", "se_ratio: 0.25\n    generator: {w0: 24"))
+    assert "t.yaml:5:17: tiny_x.stem_width must be an int, got a float ('32.0')" in lines
+    assert any("X blocks have no squeeze-excitation" in p for p in lines)
+
+
+def test_weight_tags_are_validated():
+    text = GOOD + """\
+    weights:
+      good: {hub: me/x, keys: timm, num_classes: 10, input_size: 224, crop_pct: 0.9, interpolation: bicubic,
+             mean: imagenet, std: imagenet, license: mit}
+      bad: {hub: me/y, keys: onnx, num_classes: -1, input_size: 224, crop_pct: 1.5, interpolation: bicubic,
+            mean: [0.5, 0.5], std: imagenet, licence: mit}
+"""
+    lines = problems(text)
+    joined = "\n".join(lines)
+    assert "weight tag tiny_x.bad.keys must be one of timm, hf, torchvision, pycls, vissl, got 'onnx'" in joined
+    assert "num_classes must be >= 0, got -1" in joined
+    assert "crop_pct must be in (0, 1], got 1.5" in joined
+    assert "mean must have 3 entries, got 2" in joined
+    assert "unknown field 'licence' in weight tag tiny_x.bad; did you mean 'license'?" in joined
+    assert "missing required field 'license'" in joined
+
+
+def test_invalid_yaml_and_schema():
+    with pytest.raises(RegistryError, match=r"t.yaml:3:1: invalid YAML: did not find expected node content"):
+        load_text("schema: 1\nvariants: [\n", "t.yaml")
+    assert problems("schema: 2\nvariants: {}\n") == ["t.yaml:1:9: unsupported schema 2; this regnet-zoo reads "
+                                                     "schema 1"]
+    with pytest.raises(RegistryError, match="empty file"):
+        load_text("", "t.yaml")
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(RegistryError, match="cannot read variants file"):
+        load_file(tmp_path / "nope.yaml")
+
+
+def test_duplicate_names_and_aliases_across_files(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(GOOD.replace("generator", "aliases: [Tiny]\n    generator"))
+    b.write_text(GOOD.replace("tiny_x", "other_x").replace("generator", "aliases: [tiny]\n    generator"))
+    reg = Registry()
+    reg.add(load_file(a, plugin="plug_a"))
+    with pytest.raises(RegistryError) as e:
+        reg.add(load_file(b, plugin="plug_b"))
+    (line,) = e.value.problems
+    assert line.startswith(f"{b}:3:3: alias 'tiny' of variant 'other_x' is already used by variant 'tiny_x' "
+                           f"({a}:3 (plug_a))")
