@@ -1,0 +1,38 @@
+"""Project hygiene: the README's commands are the ones CI runs, and the wheel ships the registry."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    return re.findall(r"```bash\n(.+?)\n```", (ROOT / "README.md").read_text())
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    commands = readme_commands()
+    assert len(commands) == 2
+    install_and_demo, test = commands
+    ci = (ROOT / ".ci" / "run").read_text()
+    for step in test.split(" && "):
+        assert re.search(re.escape(step.replace("pip install", "").strip()), ci), f"CI does not run: {step}"
+    assert "regnet-zoo features" in install_and_demo
+
+
+def test_wheel_ships_registry_and_plugins(tmp_path):
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(ROOT)], check=True, timeout=300)
+    (wheel,) = tmp_path.glob("regnet_zoo-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "regnet_zoo/registry.yaml" in names and "regnet_zoo/data/sample.png" in names
+    for plugin in ("regnet_zoo_torch", "regnet_zoo_tf", "regnet_zoo_flax"):
+        assert f"{plugin}/__init__.py" in names
+    text = zipfile.ZipFile(wheel).read("regnet_zoo/registry.yaml").decode()
+    assert text == (ROOT / "registry.yaml").read_text()
