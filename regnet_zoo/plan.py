@@ -19,6 +19,7 @@ from . import complexity
 from .variant import Variant
 
 NUM_FEATURE_INDICES = 5
+MIN_INPUT_SIZE = 2**NUM_FEATURE_INDICES
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,10 @@ class ArchPlan:
     def complexity(self, resolution: int = 224, num_classes: int = 1000, in_chans: int = 3) -> "complexity.Complexity":
         return complexity.count(self, resolution, num_classes, in_chans)
 
+    @property
     def min_input_size(self) -> int:
-        """Smallest spatial size that survives the five stride-2 layers (any size >= 1 does; 32 keeps s4 >= 1x1)."""
-        return 2 ** len(self.all_feature_info())
+        """Smallest input side a plugin accepts: 2**5 = 32, so each of the five stride-2 layers halves real pixels."""
+        return MIN_INPUT_SIZE
 
 
 def normalize_out_indices(out_indices: Iterable[int], count: int = NUM_FEATURE_INDICES) -> tuple[int, ...]:

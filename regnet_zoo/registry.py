@@ -59,13 +59,6 @@ class Registry:
                 if entry is None or (entry[0] == v.name and entry[1] is None):
                     self._index[low] = (v.name, tag, v.source)
 
-    def __contains__(self, name: str) -> bool:
-        try:
-            self.resolve(name)
-        except UnknownVariantError:
-            return False
-        return True
-
     def __len__(self) -> int:
         return len(self._variants)
 
