@@ -1,0 +1,253 @@
+"""``RegNetBackbone``: a RegNet X/Y trunk as a keras-hub ``FeaturePyramidBackbone`` (functional, NHWC inside).
+
+Every layer is named after its canonical (timm) module path: ``stem.conv``, ``stem.bn``, ``s2.b1.conv2.conv``,
+``s2.b1.se.fc1``, ``s2.b1.downsample.bn`` ..., so ``backbone.get_layer("s3.b2.conv1.bn")`` holds exactly the
+tensors of ``s3.b2.conv1.bn.{weight,bias,running_mean,running_var}`` and weights move in and out by name.
+
+Two forms, one class:
+
+* ``out_indices=None`` (keras-hub form): the output is the last stage map, ``pyramid_outputs`` holds P2..P5, and
+  ``keras_hub.models.ImageClassifier(backbone=...)`` takes it as it is;
+* ``out_indices=(1, 2, 3, 4)`` (timm's ``features_only``): the output is the list of those maps (0 = stem), and
+  ``pyramid_outputs`` holds their levels (P1..P5), so ``keras_hub.models.RetinaNetBackbone(image_encoder=...)``
+  takes it as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from keras_hub.models import FeaturePyramidBackbone
+
+from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan, StagePlan, normalize_out_indices
+
+from ._tf import keras
+from .layers import GROUPED_CONV_IMPLS, PACKAGE, BatchNorm, GroupedConv2D, InputGuard
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise_depths: Sequence[int],
+                     stackwise_groups: Sequence[int], stackwise_se_widths: Sequence[Sequence[int]],
+                     name: str = "regnet", se_ratio: float = 0.0) -> ArchPlan:
+    """Rebuild the explicit ``ArchPlan`` a backbone config describes (the inverse of ``config_from_plan``)."""
+    lists = {"stackwise_widths": stackwise_widths, "stackwise_depths": stackwise_depths,
+             "stackwise_groups": stackwise_groups, "stackwise_se_widths": stackwise_se_widths}
+    lengths = {k: len(v) for k, v in lists.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"stage lists must have one entry per stage, got lengths {lengths}")
+    stages, prev = [], int(stem_width)
+    for i, (width, depth, groups, se) in enumerate(zip(stackwise_widths, stackwise_depths, stackwise_groups,
+                                                       stackwise_se_widths), start=1):
+        if width % groups:
+            raise ValueError(f"stage s{i}: {groups} groups do not divide width {width}")
+        if len(se) != depth:
+            raise ValueError(f"stage s{i}: stackwise_se_widths has {len(se)} entries for {depth} blocks")
+        blocks = tuple(BlockPlan(f"s{i}.b{j + 1}", prev if j == 0 else width, width, width, 2 if j == 0 else 1,
+                                 groups, int(se[j]), j == 0) for j in range(depth))
+        stages.append(StagePlan(f"s{i}", i, prev, width, depth, 2, width // groups, groups, width, blocks))
+        prev = width
+    block = "y" if any(any(s) for s in stackwise_se_widths) else "x"
+    return ArchPlan(name, block, int(stem_width), se_ratio, tuple(stages))
+
+
+def config_from_plan(plan: ArchPlan) -> dict:
+    """The architecture part of a ``RegNetBackbone`` config: explicit per-stage lists, nothing derived."""
+    return {
+        "stem_width": plan.stem_width,
+        "stackwise_widths": [s.out_width for s in plan.stages],
+        "stackwise_depths": [s.depth for s in plan.stages],
+        "stackwise_groups": [s.groups for s in plan.stages],
+        "stackwise_se_widths": [list(s.se_widths) for s in plan.stages],
+        "variant": plan.name,
+        "se_ratio": plan.se_ratio,
+    }
+
+
+class _Builder:
+    """Creates the named layers of one backbone and wires them on NHWC KerasTensors."""
+
+    def __init__(self, dtype, norm_eval: bool, sync_bn: bool, grouped_conv: str):
+        self.dtype, self.norm_eval, self.sync_bn, self.grouped_conv = dtype, norm_eval, sync_bn, grouped_conv
+
+    def bn(self, x, name):
+        return BatchNorm(norm_eval=self.norm_eval, synchronized=self.sync_bn, dtype=self.dtype, name=name)(x)
+
+    def conv_bn(self, x, prefix, filters, kernel=1, stride=1, groups=1, act=True):
+        if kernel > 1:
+            x = keras.layers.ZeroPadding2D(kernel // 2, dtype=self.dtype, name=f"{prefix}.pad")(x)
+        common = dict(strides=stride, padding="valid", use_bias=False, dtype=self.dtype, name=f"{prefix}.conv")
+        if groups > 1:
+            x = GroupedConv2D(filters, kernel, groups=groups, impl=self.grouped_conv, **common)(x)
+        else:
+            x = keras.layers.Conv2D(filters, kernel, **common)(x)
+        x = self.bn(x, f"{prefix}.bn")
+        return keras.layers.ReLU(dtype=self.dtype, name=f"{prefix}.act")(x) if act else x
+
+    def squeeze_excite(self, x, prefix, width, se_width):
+        s = keras.layers.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype, name=f"{prefix}.pool")(x)
+        s = keras.layers.Conv2D(se_width, 1, activation="relu", dtype=self.dtype, name=f"{prefix}.fc1")(s)
+        s = keras.layers.Conv2D(width, 1, activation="sigmoid", dtype=self.dtype, name=f"{prefix}.fc2")(s)
+        return keras.layers.Multiply(dtype=self.dtype, name=f"{prefix}.gate")([x, s])
+
+    def block(self, x, b: BlockPlan):
+        p = b.name
+        y = self.conv_bn(x, f"{p}.conv1", b.bottleneck_width)
+        y = self.conv_bn(y, f"{p}.conv2", b.bottleneck_width, 3, b.stride, b.groups)
+        if b.se_width:
+            y = self.squeeze_excite(y, f"{p}.se", b.bottleneck_width, b.se_width)
+        y = self.conv_bn(y, f"{p}.conv3", b.out_width, act=False)
+        shortcut = self.conv_bn(x, f"{p}.downsample", b.out_width, 1, b.stride, act=False) if b.shortcut_conv else x
+        y = keras.layers.Add(dtype=self.dtype, name=f"{p}.add")([y, shortcut])
+        return keras.layers.ReLU(dtype=self.dtype, name=f"{p}.act")(y)
+
+    def trunk(self, x, plan: ArchPlan) -> list:
+        """NHWC maps [stem, s1, s2, s3, s4]."""
+        maps = [self.conv_bn(x, "stem", plan.stem_width, 3, 2)]
+        for stage in plan.stages:
+            x = maps[-1]
+            for b in stage.blocks:
+                x = self.block(x, b)
+            maps.append(x)
+        return maps
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RegNetBackbone(FeaturePyramidBackbone):
+    """RegNet X/Y feature extractor, built from explicit per-stage lists (see ``config_from_plan``).
+
+    Args:
+        stem_width: channels of the stem conv.
+        stackwise_widths, stackwise_depths, stackwise_groups: per stage s1..s4.
+        stackwise_se_widths: per stage, the squeeze-excitation width of every block (0 = no SE: X blocks).
+        out_indices: ``None`` for the keras-hub form (output = last map), else the feature indices to output
+            (0 = stem, 1..4 = s1..s4), timm's ``features_only``.
+        image_shape: input shape without batch, in ``data_format`` order; spatial sizes may be ``None``.
+        data_format: ``"channels_last"`` (NHWC, native) or ``"channels_first"`` (takes and returns NCHW, HF layout).
+        frozen_stages: -1 none, 0 stem, k stem + s1..sk: those layers are not trainable and their BN stays in
+            inference mode.
+        norm_eval: every BN in inference mode, even when training (its affine parameters still train).
+        sync_bn: BN statistics all-reduced across the replicas of a ``tf.distribute`` strategy.
+        grouped_conv: how grouped 3x3 convs run: ``"auto"``, ``"grouped"`` or ``"split"`` (same weights).
+        variant, se_ratio: metadata (the registry name and SE ratio the lists came from).
+    """
+
+    def __init__(self, stem_width, stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths,
+                 out_indices=None, image_shape=(None, None, 3), data_format="channels_last", frozen_stages=-1,
+                 norm_eval=False, sync_bn=False, grouped_conv="auto", variant="regnet", se_ratio=0.0, dtype=None,
+                 **kwargs):
+        plan = plan_from_config(stem_width, stackwise_widths, stackwise_depths, stackwise_groups,
+                                stackwise_se_widths, variant, se_ratio)
+        if data_format not in DATA_FORMATS:
+            raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
+        if grouped_conv not in GROUPED_CONV_IMPLS:
+            raise ValueError(f"grouped_conv must be one of {GROUPED_CONV_IMPLS}, got {grouped_conv!r}")
+        _check_frozen(frozen_stages, len(plan.stages))
+        image_shape = tuple(image_shape)
+        if len(image_shape) != 3:
+            raise ValueError(f"image_shape is (height, width, channels) or, for channels_first, (channels, height, "
+                             f"width); got {image_shape!r}")
+        channels = image_shape[0] if data_format == "channels_first" else image_shape[-1]
+        if channels is None:
+            raise ValueError(f"image_shape {image_shape!r} must give the number of channels")
+        indices = None if out_indices is None else normalize_out_indices(out_indices)
+
+        # === Layers and graph ===
+        images = keras.Input(shape=image_shape, name="images")
+        guard = InputGuard(channels, data_format, MIN_INPUT_SIZE, variant, dtype=dtype, name="input_guard")
+        guard.check_shape((None, *image_shape))
+        builder = _Builder(dtype, bool(norm_eval), bool(sync_bn), grouped_conv)
+        nhwc = builder.trunk(guard(images), plan)
+        infos = plan.all_feature_info()
+        if data_format == "channels_first":
+            maps = [keras.layers.Permute((3, 1, 2), dtype=dtype, name=f"{info.name}.nchw")(m)
+                    for info, m in zip(infos, nhwc)]
+        else:
+            maps = nhwc
+        outputs = maps[-1] if indices is None else [maps[i] for i in indices]
+        super().__init__(inputs=images, outputs=outputs, dtype=dtype, **kwargs)
+
+        # === Config and metadata ===
+        self.stem_width = int(stem_width)
+        self.stackwise_widths = list(stackwise_widths)
+        self.stackwise_depths = list(stackwise_depths)
+        self.stackwise_groups = list(stackwise_groups)
+        self.stackwise_se_widths = [list(s) for s in stackwise_se_widths]
+        self.out_indices = None if indices is None else list(indices)
+        self.image_shape = image_shape
+        self.data_format = data_format
+        self.frozen_stages = int(frozen_stages)
+        self.norm_eval = bool(norm_eval)
+        self.sync_bn = bool(sync_bn)
+        self.grouped_conv = grouped_conv
+        self.variant = variant
+        self.se_ratio = se_ratio
+        self.plan = plan
+        self.feature_info = plan.feature_info(indices) if indices is not None else infos[1:]
+        levels = range(len(infos)) if indices is None else indices
+        self.pyramid_outputs = {infos[i].level: maps[i] for i in levels if indices is not None or i > 0}
+        # All five maps (stem, s1..s4) in the user's layout, sharing this model's layers; deliberately not tracked
+        # as a sub-model, so weights are saved once, under this backbone.
+        object.__setattr__(self, "_hidden_states_model",
+                           keras.Model(images, maps, name=f"{self.name}_hidden_states"))
+        self._freeze(self.frozen_stages)
+
+    @classmethod
+    def from_plan(cls, plan: ArchPlan, **kwargs) -> "RegNetBackbone":
+        """Build from an ``ArchPlan`` (``regnet_zoo.plan(name)``); ``kwargs`` are the other constructor args."""
+        in_chans = kwargs.pop("in_chans", 3)
+        data_format = kwargs.get("data_format", "channels_last")
+        kwargs.setdefault("image_shape", (in_chans, None, None) if data_format == "channels_first" else
+                          (None, None, in_chans))
+        kwargs.setdefault("name", plan.name)
+        return cls(**config_from_plan(plan), **kwargs)
+
+    @property
+    def hidden_states_model(self) -> keras.Model:
+        """A model returning the five maps (stem, s1..s4) in this backbone's layout, sharing its weights."""
+        return self._hidden_states_model
+
+    @property
+    def in_chans(self) -> int:
+        return self.image_shape[0] if self.data_format == "channels_first" else self.image_shape[-1]
+
+    def stage_layers(self, index: int) -> list:
+        """The layers of feature index ``index`` (0 = stem, 1..4 = s1..s4)."""
+        prefix = self.plan.all_feature_info()[index].name + "."
+        return [layer for layer in self.layers if layer.name.startswith(prefix)]
+
+    def _freeze(self, frozen_stages: int) -> None:
+        for index in range(frozen_stages + 1):
+            for layer in self.stage_layers(index):
+                layer.trainable = False
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "stem_width": self.stem_width,
+            "stackwise_widths": self.stackwise_widths,
+            "stackwise_depths": self.stackwise_depths,
+            "stackwise_groups": self.stackwise_groups,
+            "stackwise_se_widths": self.stackwise_se_widths,
+            "out_indices": self.out_indices,
+            "image_shape": list(self.image_shape),
+            "data_format": self.data_format,
+            "frozen_stages": self.frozen_stages,
+            "norm_eval": self.norm_eval,
+            "sync_bn": self.sync_bn,
+            "grouped_conv": self.grouped_conv,
+            "variant": self.variant,
+            "se_ratio": self.se_ratio,
+        })
+        return config
+
+
+def _check_frozen(frozen_stages, num_stages: int) -> None:
+    if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) or \
+            not -1 <= frozen_stages <= num_stages:
+        raise ValueError(f"frozen_stages must be an int in -1..{num_stages} (-1 none, 0 stem, k = stem + s1..sk), "
+                         f"got {frozen_stages!r}")
+
+
+def all_batch_norms(model: keras.Model) -> Iterable[BatchNorm]:
+    return (layer for layer in model.layers if isinstance(layer, BatchNorm))

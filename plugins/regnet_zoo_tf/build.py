@@ -1,0 +1,167 @@
+"""The ``tf`` framework hooks: ``build(request)`` and ``run(model, x)`` (see ``regnet_zoo.frameworks.Framework``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from regnet_zoo.frameworks import BuildRequest
+from regnet_zoo.loading import state_to_load
+
+from ._tf import keras, tf
+from .backbone import DATA_FORMATS, RegNetBackbone
+from .classifier import RegNetClassifier
+from .layers import GROUPED_CONV_IMPLS
+from .weights import load_canonical
+
+JIT_CHOICES = ("auto", True, False)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Keyword arguments ``rz.create(..., framework="tf", **options)`` accepts, with their defaults.
+
+    * ``data_format``: ``"channels_last"`` (NHWC, native) or ``"channels_first"`` (takes and returns NCHW like HF's
+      ``TFRegNetModel``; computed in NHWC inside).
+    * ``frozen_stages``: -1 none, 0 stem, k stem + s1..sk (not trainable, BN in inference mode).
+    * ``norm_eval``: every BN in inference mode while training; refused without pretrained weights unless
+      ``force=True``.
+    * ``force``: allow ``norm_eval`` on random weights.
+    * ``sync_bn``: synchronise BN statistics across ``tf.distribute`` replicas; ``None`` = on when built inside a
+      strategy scope with more than one replica.
+    * ``grouped_conv``: ``"auto"`` / ``"grouped"`` / ``"split"``: how grouped convs run (same weights, same result).
+    * ``jit_compile``: XLA for the compiled inference path and ``predict``: ``"auto"`` (off on CPU, where it was
+      measured slower, on for GPU/TPU), ``True`` or ``False``.
+    * ``image_size``: fix the input height and width (int or (h, w)); default ``None`` accepts any size >= 32.
+    * ``dtype``: a Keras dtype policy name, e.g. ``"mixed_bfloat16"`` (BN statistics stay float32).
+    * ``name``: model name (default: the variant name).
+    """
+
+    data_format: str = "channels_last"
+    frozen_stages: int = -1
+    norm_eval: bool = False
+    force: bool = False
+    sync_bn: bool | None = None
+    grouped_conv: str = "auto"
+    jit_compile: Any = "auto"
+    image_size: Any = None
+    dtype: Any = None
+    name: str | None = None
+
+
+OPTION_NAMES = tuple(f.name for f in fields(Options))
+
+
+def parse_options(options: dict[str, Any], num_stages: int = 4) -> Options:
+    """Validate framework kwargs: unknown names are a ``TypeError``, bad values a ``ValueError``."""
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(f"unknown keyword argument{'s' if len(unknown) > 1 else ''} for framework 'tf': "
+                        f"{', '.join(unknown)}; accepted: {', '.join(OPTION_NAMES)}")
+    opts = Options(**options)
+    problems = []
+    if opts.data_format not in DATA_FORMATS:
+        problems.append(f"data_format must be one of {DATA_FORMATS}, got {opts.data_format!r}")
+    fs = opts.frozen_stages
+    if isinstance(fs, bool) or not isinstance(fs, int) or not -1 <= fs <= num_stages:
+        problems.append(f"frozen_stages must be an int in -1..{num_stages} (-1 none, 0 stem, k = stem + s1..sk), "
+                        f"got {fs!r}")
+    for flag in ("norm_eval", "force"):
+        if not isinstance(getattr(opts, flag), bool):
+            problems.append(f"{flag} must be True or False, got {getattr(opts, flag)!r}")
+    if opts.sync_bn is not None and not isinstance(opts.sync_bn, bool):
+        problems.append(f"sync_bn must be None, True or False, got {opts.sync_bn!r}")
+    if opts.grouped_conv not in GROUPED_CONV_IMPLS:
+        problems.append(f"grouped_conv must be one of {GROUPED_CONV_IMPLS}, got {opts.grouped_conv!r}")
+    if not any(opts.jit_compile is c or opts.jit_compile == c and isinstance(c, str) for c in JIT_CHOICES):
+        problems.append(f"jit_compile must be 'auto', True or False, got {opts.jit_compile!r}")
+    if opts.image_size is not None:
+        size = opts.image_size
+        pair = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else ()
+        if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 32 for s in pair):
+            problems.append(f"image_size must be an int or (height, width) of ints >= 32, got {size!r}")
+    if opts.name is not None and not isinstance(opts.name, str):
+        problems.append(f"name must be a string, got {opts.name!r}")
+    if problems:
+        raise ValueError("invalid option" + ("s" if len(problems) > 1 else "") + " for framework 'tf':\n  " +
+                         "\n  ".join(problems))
+    return opts
+
+
+def _sync_bn(requested: bool | None) -> bool:
+    if requested is not None:
+        return requested
+    return tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+
+def resolve_jit(jit_compile: Any) -> bool:
+    """``"auto"``: XLA only when an accelerator is present (on CPU it was measured slower; see the README)."""
+    if jit_compile == "auto":
+        return any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
+    return bool(jit_compile)
+
+
+def build(request: BuildRequest) -> keras.Model:
+    """The ``tf`` builder hook: a ``RegNetClassifier`` or, for ``features_only``, a ``RegNetBackbone``."""
+    opts = parse_options(dict(request.options), len(request.plan.stages))
+    if opts.norm_eval and request.weights is None and not opts.force:
+        raise ValueError(f"norm_eval=True freezes the BN statistics of {request.variant.name}, but no pretrained "
+                         f"weights were given, so they would stay at their random initial values. Pass "
+                         f"pretrained=True (or a tag / checkpoint path), or force=True if you load weights yourself.")
+    size = opts.image_size
+    h, w = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else (None, None))
+    c = request.in_chans
+    image_shape = (c, h, w) if opts.data_format == "channels_first" else (h, w, c)
+    name = opts.name or request.variant.name
+    backbone = RegNetBackbone.from_plan(
+        request.plan,
+        out_indices=request.out_indices if request.features_only else None,
+        image_shape=image_shape,
+        data_format=opts.data_format,
+        frozen_stages=opts.frozen_stages,
+        norm_eval=opts.norm_eval,
+        sync_bn=_sync_bn(opts.sync_bn),
+        grouped_conv=opts.grouped_conv,
+        dtype=opts.dtype,
+        name=name if request.features_only else f"{name}_backbone",
+    )
+    model = backbone if request.features_only else RegNetClassifier(backbone, request.num_classes, name=name)
+    model.jit_compile = resolve_jit(opts.jit_compile)
+    state = state_to_load(request)
+    if state is not None:
+        load_canonical(model, state, strict=False, origin=request.weights.origin)
+    return model
+
+
+def inference_function(model: keras.Model):
+    """A cached ``tf.function`` running ``model`` in inference mode on any batch and spatial size.
+
+    It is traced once per model (the signature leaves batch, height and width unknown) and uses XLA when the
+    model's ``jit_compile`` is on.
+    """
+    fn = getattr(model, "_regnet_zoo_inference", None)
+    if fn is None:
+        spec = tf.TensorSpec(model.inputs[0].shape if isinstance(model, RegNetBackbone) else
+                             model.backbone.inputs[0].shape, tf.float32, name="images")
+        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec],
+                         jit_compile=bool(getattr(model, "jit_compile", False)), reduce_retracing=True)
+        object.__setattr__(model, "_regnet_zoo_inference", fn)
+    return fn
+
+
+def run(model: keras.Model, x: np.ndarray):
+    """The ``tf`` runner hook: NCHW float32 numpy in; logits (N, K), or NCHW maps for ``features_only``, out."""
+    x = np.asarray(x, dtype=np.float32)
+    channels_last = getattr(model, "data_format", "channels_last") == "channels_last"
+    if channels_last and x.ndim == 4:
+        x = np.transpose(x, (0, 2, 3, 1))
+    out = inference_function(model)(tf.constant(x))
+    if isinstance(out, (list, tuple)):
+        maps = [np.asarray(m) for m in out]
+        return [np.transpose(m, (0, 3, 1, 2)) for m in maps] if channels_last else maps
+    out = np.asarray(out)
+    if out.ndim == 4 and channels_last:
+        out = np.transpose(out, (0, 3, 1, 2))
+    return out

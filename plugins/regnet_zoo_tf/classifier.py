@@ -1,0 +1,98 @@
+"""``RegNetClassifier``: backbone + global average pool + ``head.fc``, with HF-style outputs and loss.
+
+``model(x)`` returns logits (pooled features when ``num_classes == 0``), so ``compile`` / ``fit`` / ``predict`` work
+as for any Keras model; ``model(x, output_hidden_states=True)`` and ``model(x, labels=y)`` return a
+``regnet_zoo.RegNetOutput`` with Hugging Face's field names.
+"""
+
+from __future__ import annotations
+
+from regnet_zoo.outputs import RegNetOutput
+
+from ._tf import keras, tf
+from .backbone import RegNetBackbone
+from .layers import PACKAGE
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RegNetClassifier(keras.Model):
+    """A RegNet image classifier (timm's ``RegNet``; HF's ``TFRegNetForImageClassification``).
+
+    Args:
+        backbone: a ``RegNetBackbone`` in its keras-hub form (``out_indices=None``); ``classifier.backbone`` is
+            the object to hand to ``keras_hub.models.ImageClassifier`` or to fine-tune on its own.
+        num_classes: classifier size; 0 returns the pooled features (B, C).
+    """
+
+    def __init__(self, backbone: RegNetBackbone, num_classes: int = 1000, **kwargs):
+        if not isinstance(backbone, RegNetBackbone) or backbone.out_indices is not None:
+            raise TypeError("RegNetClassifier needs a RegNetBackbone built with out_indices=None")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
+        kwargs.setdefault("name", backbone.name)
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.num_classes = num_classes
+        dtype = backbone.dtype_policy
+        self.pool = keras.layers.GlobalAveragePooling2D(data_format=backbone.data_format, dtype=dtype,
+                                                        name="head.global_pool")
+        self.fc = keras.layers.Dense(num_classes, dtype=dtype, name="head.fc") if num_classes else None
+        if self.fc is not None:
+            self.fc.build((None, backbone.plan.num_features))
+        self.built = True
+
+    # --- metadata shared with the backbone -------------------------------------------------------------------
+    @property
+    def plan(self):
+        return self.backbone.plan
+
+    @property
+    def data_format(self) -> str:
+        return self.backbone.data_format
+
+    @property
+    def feature_info(self):
+        return self.backbone.feature_info
+
+    # --- forward ---------------------------------------------------------------------------------------------
+    def call(self, inputs, training=None, output_hidden_states=False, labels=None):
+        if output_hidden_states or labels is not None:
+            hidden = tuple(self.backbone.hidden_states_model(inputs, training=training))
+            last = hidden[-1]
+        else:
+            hidden, last = None, self.backbone(inputs, training=training)
+        pooled = self.pool(last)
+        logits = self.fc(pooled) if self.fc is not None else None
+        if not output_hidden_states and labels is None:
+            return logits if logits is not None else pooled
+        loss = self.compute_hf_loss(labels, logits) if labels is not None else None
+        return RegNetOutput(logits=logits, pooler_output=pooled, last_hidden_state=last,
+                            hidden_states=hidden if output_hidden_states else None, loss=loss)
+
+    def compute_hf_loss(self, labels, logits):
+        """Mean cross-entropy over integer labels (MSE when ``num_classes == 1``), as HF computes it."""
+        if logits is None:
+            raise ValueError("labels= needs a classifier head; this model was built with num_classes=0")
+        logits = tf.cast(logits, "float32")
+        if self.num_classes == 1:
+            labels = tf.reshape(tf.cast(labels, logits.dtype), (-1,))
+            return tf.reduce_mean(tf.square(tf.reshape(logits, (-1,)) - labels))
+        labels = tf.convert_to_tensor(labels)
+        if labels.dtype.is_floating:
+            raise TypeError(f"labels must be integer class ids in 0..{self.num_classes - 1}, got {labels.dtype.name}")
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(labels, (-1,)),
+                                                                             logits=logits))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes or self.plan.num_features)
+
+    # --- serialisation ---------------------------------------------------------------------------------------
+    def get_config(self):
+        return {"backbone": keras.layers.serialize(self.backbone), "num_classes": self.num_classes,
+                "name": self.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
