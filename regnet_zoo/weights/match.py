@@ -1,0 +1,57 @@
+"""Match canonical weights to registry variants by their keys and shapes (no framework, nothing loaded)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Mapping
+
+from ..errors import WeightsError
+from ..keys import canonical_shapes, check_state
+
+
+@lru_cache(maxsize=None)
+def _backbone_shapes(variant: str, in_chans: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    from ..api import plan
+
+    return tuple(canonical_shapes(plan(variant), 0, in_chans).items())
+
+
+def _in_chans(state: Mapping[str, Any]) -> int:
+    stem = state.get("stem.conv.weight")
+    return int(stem.shape[1]) if stem is not None and len(stem.shape) == 4 else 3
+
+
+def head_classes(state: Mapping[str, Any]) -> int:
+    """Classifier size of canonical weights (0 = none)."""
+    head = state.get("head.fc.weight")
+    return int(head.shape[0]) if head is not None else 0
+
+
+def backbone(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if not k.startswith("head.") and not k.endswith("num_batches_tracked")}
+
+
+def identify(state: Mapping[str, Any]) -> list[str]:
+    """Registry variants whose backbone has exactly these keys and shapes (usually one)."""
+    from ..api import list_variants
+
+    body = {k: tuple(v.shape) for k, v in backbone(state).items()}
+    in_chans = _in_chans(state)
+    return [n for n in list_variants() if dict(_backbone_shapes(n, in_chans)) == body]
+
+
+def check_variant(state: Mapping[str, Any], variant: str, origin: str) -> None:
+    """Raise one ``WeightsError`` listing every key that does not fit ``variant`` (and which variant fits)."""
+    from ..api import plan
+
+    classes = head_classes(state)
+    expected = canonical_shapes(plan(variant), classes, _in_chans(state))
+    if classes and "head.fc.bias" not in state:
+        expected.pop("head.fc.bias")
+    try:
+        check_state(state, expected, origin)
+    except WeightsError as e:
+        fits = identify(state)
+        hint = (f"\n  these weights fit variant {fits[0]!r}: create({fits[0]!r}, ...)" if fits else
+                "\n  they fit no registry variant")
+        raise WeightsError(f"{e} (the model is {variant}){hint}") from None
