@@ -1,0 +1,138 @@
+"""Which way to express each grouped 3x3 conv on XLA, and the tool that measures it.
+
+XLA:CPU gains almost nothing from ``feature_group_count``: a grouped 3x3 costs about as much as the dense one.
+Measured on this project's CPU machine on every grouped-conv shape of regnety_040 (batch 1 and 8, 224x224) and on
+the narrow-group shapes of regnetx_002 / regnety_004 (``python -m regnet_zoo_flax.grouped_conv regnety_040``
+prints the table): one dense conv per group over channel slices is 3-8x faster than ``feature_group_count``.
+Unrolled (``"split"``) it compiles one conv per group (about 50 ms of XLA compile each: 20 s for regnety_002's
+408 group convs); in a ``fori_loop`` over dynamic channel slices (``"loop"``) it compiles one conv per layer and
+runs as fast or faster once there are more than a few groups. Also measured and dropped: vmapped per-group
+convs (XLA turns them back into a grouped conv), im2col / shifted-slice matmuls (2-10x slower except on the 7x7
+stage), a block-diagonal dense kernel, NCHW layout, and space-to-depth / polyphase forms of the stride-2 conv.
+
+``"auto"`` therefore picks, on CPU: ``"split"`` for up to ``SPLIT_MAX_GROUPS`` groups, ``"loop"`` above; on
+accelerators XLA's own grouped conv. Every choice reads the same single kernel (3, 3, in / groups, out), so the
+parameter tree never depends on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Mapping
+
+from regnet_zoo.plan import ArchPlan
+
+from .ops import CONV_IMPLS
+
+SPLIT_MAX_GROUPS = 4  # unrolled per-group convs up to here; a fori_loop over groups above
+
+
+def _platform() -> str:
+    import jax
+
+    return jax.default_backend()
+
+
+def auto_impl(groups: int, group_width: int, platform: str) -> str:
+    """The measured default for one grouped conv (see the module docstring)."""
+    if groups == 1 or platform != "cpu":
+        return "xla"
+    return "split" if groups <= SPLIT_MAX_GROUPS else "loop"
+
+
+def choose_impls(plan: ArchPlan, conv_impl: Any) -> tuple[tuple[str, str], ...]:
+    """(block name, impl) for every block whose 3x3 conv is grouped, from the ``conv_impl`` option."""
+    blocks = [b for s in plan.stages for b in s.blocks if b.groups > 1]
+    if isinstance(conv_impl, Mapping):
+        names = {b.name for b in blocks}
+        bad_names = sorted(set(conv_impl) - names)
+        bad_impls = sorted({str(v) for v in conv_impl.values() if v not in CONV_IMPLS})
+        if bad_names or bad_impls:
+            raise ValueError(f"conv_impl mapping: {'unknown blocks ' + ', '.join(bad_names) if bad_names else ''}"
+                             f"{'; ' if bad_names and bad_impls else ''}"
+                             f"{'unknown impls ' + ', '.join(bad_impls) if bad_impls else ''}; keys are grouped "
+                             f"blocks of {plan.name} (e.g. {blocks[0].name if blocks else 's1.b1'}), values one of "
+                             f"{CONV_IMPLS}")
+        platform = _platform()
+        return tuple((b.name, conv_impl.get(b.name) or auto_impl(b.groups, b.bottleneck_width // b.groups, platform))
+                     for b in blocks)
+    if conv_impl == "auto":
+        platform = _platform()
+        return tuple((b.name, auto_impl(b.groups, b.bottleneck_width // b.groups, platform)) for b in blocks)
+    if conv_impl in CONV_IMPLS:
+        return tuple((b.name, conv_impl) for b in blocks)
+    raise ValueError(f"conv_impl={conv_impl!r}; expected 'auto', one of {', '.join(map(repr, CONV_IMPLS))}, or a "
+                     f"mapping from block name to impl")
+
+
+def block_shapes(plan: ArchPlan, size: int = 224) -> list[tuple[str, int, int, int, int]]:
+    """(first block name, input size, channels, groups, stride) of every distinct grouped 3x3 conv of ``plan``."""
+    shapes, seen = [], set()
+    h = (size + 1) // 2  # after the stem
+    for stage in plan.stages:
+        for b in stage.blocks:
+            key = (h, b.bottleneck_width, b.groups, b.stride)
+            if b.groups > 1 and key not in seen:
+                seen.add(key)
+                shapes.append((b.name, *key))
+            h = (h - 1) // b.stride + 1
+    return shapes
+
+
+def tune(plan: ArchPlan, batch: int = 8, size: int = 224, impls=CONV_IMPLS, repeats: int = 5,
+         verbose: bool = True) -> dict[str, str]:
+    """Time every impl on every distinct grouped-conv shape of ``plan``; return {block name: fastest impl}.
+
+    The result can be passed as ``create(..., framework="flax", conv_impl=result)``; blocks of the same shape as
+    a timed one get its choice.
+    """
+    import jax
+    import numpy as np
+
+    from .ops import conv2d
+
+    rng = np.random.default_rng(0)
+    best: dict[tuple, str] = {}
+    for name, h, c, g, s in block_shapes(plan, size):
+        x = jax.device_put(rng.normal(size=(batch, h, h, c)).astype(np.float32))
+        k = jax.device_put((rng.normal(size=(3, 3, c // g, c)) * 0.05).astype(np.float32))
+        times = {}
+        for impl in impls:
+            f = jax.jit(lambda x, k, impl=impl: conv2d(x, k, stride=s, groups=g, impl=impl))
+            f(x, k).block_until_ready()
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                f(x, k).block_until_ready()
+                ts.append(time.perf_counter() - t0)
+            times[impl] = min(ts) * 1e3
+        best[(h, c, g, s)] = min(times, key=times.get)
+        if verbose:
+            row = "  ".join(f"{i}={t:7.2f}ms" for i, t in times.items())
+            print(f"{name:7s} {h:4d}x{h:<4d} C={c:5d} groups={g:3d} stride={s}  {row}  -> {best[(h, c, g, s)]}",
+                  flush=True)
+    result, h = {}, (size + 1) // 2
+    for stage in plan.stages:
+        for b in stage.blocks:
+            if b.groups > 1:
+                result[b.name] = best[(h, b.bottleneck_width, b.groups, b.stride)]
+            h = (h - 1) // b.stride + 1
+    return result
+
+
+def main(argv=None) -> None:
+    import regnet_zoo as rz
+
+    p = argparse.ArgumentParser(description="Time the ways to express RegNet's grouped 3x3 convs with JAX.")
+    p.add_argument("variant")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--impls", default=",".join(CONV_IMPLS))
+    a = p.parse_args(argv)
+    tune(rz.plan(a.variant), a.batch, a.size, tuple(a.impls.split(",")), a.repeats)
+
+
+if __name__ == "__main__":
+    main()

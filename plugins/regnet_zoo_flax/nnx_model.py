@@ -1,0 +1,253 @@
+"""RegNet X/Y as Flax NNX modules, built from a regnet-zoo plan.
+
+The variable tree mirrors timm's module names (``stem/conv/kernel``, ``s2/b1/conv2/bn/mean``,
+``s3/b4/se/fc1/bias``, ``head/fc/kernel``), so canonical weights map to it by name, and the linen form
+(``linen_model.py``) has exactly the same tree: ``nnx.split(model, nnx.Param, nnx.BatchStat)`` gives the
+``params`` and ``batch_stats`` of ``RegNetLinen.init``.
+
+Mode is NNX-style state: ``model.train()`` makes every BN use and update batch statistics, ``model.eval()``
+(the default after ``create``) uses the running ones; ``nnx.view(model, use_running_average=...)`` works too.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from regnet_zoo.plan import ArchPlan, BlockPlan
+
+from . import network, ops
+from .config import NetConfig
+
+
+def _he_normal_fan_out(key, shape, groups: int):
+    """timm's RegNet conv init: N(0, sqrt(2 / fan_out)), fan_out = kh * kw * out / groups."""
+    kh, kw, _, out = shape
+    return jax.random.normal(key, shape, jnp.float32) * math.sqrt(2.0 / (kh * kw * out // groups))
+
+
+class Conv(nnx.Module):
+    """2-D conv holding ONE kernel (kh, kw, in / groups, out); ``impl`` says how a grouped conv is computed."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
+                 use_bias: bool = False, impl: str = "xla", rngs: nnx.Rngs):
+        shape = (kernel_size, kernel_size, in_features // groups, out_features)
+        self.kernel = nnx.Param(_he_normal_fan_out(rngs.params(), shape, groups))
+        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
+        self.stride, self.groups, self.impl = stride, groups, impl
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return ops.conv2d(x, self.kernel[...], stride=self.stride, groups=self.groups, impl=self.impl,
+                          bias=None if self.bias is None else self.bias[...])
+
+
+class BatchNorm(nnx.Module):
+    """BatchNorm2d with PyTorch semantics (unbiased running variance), eps 1e-5, momentum 0.9 (= torch 0.1).
+
+    ``frozen=True`` (frozen stages, ``norm_eval``) keeps it at its running statistics in training mode too.
+    """
+
+    def __init__(self, num_features: int, *, zero_init: bool = False, frozen: bool = False,
+                 axis_name: str | None = None, momentum: float = 0.9, epsilon: float = 1e-5, where: str = ""):
+        self.scale = nnx.Param((jnp.zeros if zero_init else jnp.ones)((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+        self.use_running_average = True
+        self.frozen, self.axis_name, self.momentum, self.epsilon, self.where = frozen, axis_name, momentum, epsilon, where
+
+    def set_view(self, use_running_average: bool | None = None):
+        """Used by ``nnx.view(model, use_running_average=...)``."""
+        if use_running_average is not None:
+            self.use_running_average = use_running_average
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y, stats = ops.batch_norm(x, self.scale[...], self.bias[...], self.mean[...], self.var[...],
+                                  use_running_average=self.use_running_average or self.frozen,
+                                  momentum=self.momentum, epsilon=self.epsilon, axis_name=self.axis_name,
+                                  where=self.where)
+        if stats is not None:
+            self.mean[...], self.var[...] = stats
+        return y
+
+
+class ConvNormAct(nnx.Module):
+    """conv -> bn (-> ReLU); timm's ``ConvNormAct`` (``stem``, ``conv1..3``, ``downsample``)."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
+                 act: bool = True, zero_init_bn: bool = False, frozen: bool = False, axis_name=None,
+                 impl: str = "xla", where: str = "", rngs: nnx.Rngs):
+        self.conv = Conv(in_features, out_features, kernel_size, stride=stride, groups=groups, impl=impl, rngs=rngs)
+        self.bn = BatchNorm(out_features, zero_init=zero_init_bn, frozen=frozen, axis_name=axis_name,
+                            where=f"{where}.bn")
+        self.act = act
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.bn(self.conv(x))
+        return jax.nn.relu(x) if self.act else x
+
+
+class SqueezeExcite(nnx.Module):
+    """timm's ``SEModule``: mean -> fc1 (1x1 conv + bias) -> ReLU -> fc2 -> sigmoid gate."""
+
+    def __init__(self, channels: int, se_width: int, *, rngs: nnx.Rngs):
+        self.fc1 = Conv(channels, se_width, 1, use_bias=True, rngs=rngs)
+        self.fc2 = Conv(se_width, channels, 1, use_bias=True, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return ops.squeeze_excite(x, self.fc1.kernel[...], self.fc1.bias[...], self.fc2.kernel[...],
+                                  self.fc2.bias[...])
+
+
+class Bottleneck(nnx.Module):
+    """RegNet X/Y block: 1x1 -> grouped 3x3 (stride) -> [SE] -> 1x1, plus the (projected) shortcut, then ReLU."""
+
+    def __init__(self, block: BlockPlan, config: NetConfig, *, frozen: bool, rngs: nnx.Rngs):
+        w, a = block.bottleneck_width, config.axis_name
+        self.conv1 = ConvNormAct(block.in_width, w, 1, frozen=frozen, axis_name=a, where=f"{block.name}.conv1",
+                                 rngs=rngs)
+        self.conv2 = ConvNormAct(w, w, 3, stride=block.stride, groups=block.groups, frozen=frozen, axis_name=a,
+                                 impl=config.conv_impl(block.name), where=f"{block.name}.conv2", rngs=rngs)
+        self.se = SqueezeExcite(w, block.se_width, rngs=rngs) if block.se_width else None
+        self.conv3 = ConvNormAct(w, block.out_width, 1, act=False, zero_init_bn=config.zero_init_last,
+                                 frozen=frozen, axis_name=a, where=f"{block.name}.conv3", rngs=rngs)
+        self.downsample = ConvNormAct(block.in_width, block.out_width, 1, stride=block.stride, act=False,
+                                      frozen=frozen, axis_name=a, where=f"{block.name}.downsample",
+                                      rngs=rngs) if block.shortcut_conv else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        x = self.conv2(self.conv1(x))
+        if self.se is not None:
+            x = self.se(x)
+        return jax.nn.relu(self.conv3(x) + shortcut)
+
+
+class Stage(nnx.Module):
+    """Blocks ``b1 .. bN`` of one stage (attribute names = timm's, so paths match the canonical keys)."""
+
+    def __init__(self, blocks: tuple[BlockPlan, ...], config: NetConfig, *, frozen: bool, rngs: nnx.Rngs):
+        self.depth = len(blocks)
+        for j, block in enumerate(blocks, start=1):
+            setattr(self, f"b{j}", Bottleneck(block, config, frozen=frozen, rngs=rngs))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for j in range(1, self.depth + 1):
+            x = getattr(self, f"b{j}")(x)
+        return x
+
+
+class Linear(nnx.Module):
+    """Classifier layer: kernel (in, out) + bias; timm init N(0, 0.01), zero bias."""
+
+    def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (in_features, out_features), jnp.float32) * 0.01)
+        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.dot(x, self.kernel[...].astype(x.dtype)) + self.bias[...].astype(x.dtype)
+
+
+class Head(nnx.Module):
+    """``head.fc`` (global pooling is done by the network)."""
+
+    def __init__(self, in_features: int, num_classes: int, *, rngs: nnx.Rngs):
+        self.fc = Linear(in_features, num_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc(x)
+
+
+class RegNet(nnx.Module):
+    """A RegNet X/Y classifier, headless model or feature backbone (``features_only``), as an NNX module.
+
+    ``model(x, output_hidden_states=False, labels=None)``: ``x`` is NHWC (NCHW with
+    ``data_format='channels_first'``). Returns logits, pooled features (``num_classes=0``), or the list of maps at
+    ``out_indices`` (``features_only``); a ``RegNetOutput`` with ``output_hidden_states`` or ``labels``.
+    ``model.predict(x)`` is the jitted inference path (running statistics, no state change).
+    """
+
+    def __init__(self, config: NetConfig, *, rngs: nnx.Rngs):
+        plan: ArchPlan = config.plan
+        a = config.axis_name
+        self.config = config
+        self.stem = ConvNormAct(config.in_chans, plan.stem_width, 3, stride=2, frozen=config.bn_frozen(0),
+                                axis_name=a, where="stem", rngs=rngs)
+        for stage in plan.stages:
+            setattr(self, stage.name, Stage(stage.blocks, config, frozen=config.bn_frozen(stage.index), rngs=rngs))
+        self.head = Head(plan.num_features, config.num_classes, rngs=rngs) if config.has_head else None
+
+    # -- metadata -------------------------------------------------------------------------------------------
+    @property
+    def plan(self) -> ArchPlan:
+        return self.config.plan
+
+    @property
+    def feature_info(self):
+        """``FeatureInfo`` (index, name, level, channels, reduction) of each map a features_only model returns."""
+        return self.config.feature_info
+
+    @property
+    def num_features(self) -> int:
+        return self.config.plan.num_features
+
+    def trainable(self):
+        """An NNX filter for the parameters that train (all but frozen stages), for ``nnx.Optimizer(wrt=...)``."""
+        k = self.config.frozen_stages
+        return nnx.All(nnx.Param, lambda path, _: network.frozen_index(path) > k)
+
+    # -- forward ----------------------------------------------------------------------------------------------
+    def _check_concrete(self) -> None:
+        abstract = [p for p, v in nnx.to_flat_state(nnx.state(self)) if isinstance(v.get_value(), jax.ShapeDtypeStruct)]
+        if abstract:
+            raise RuntimeError(f"this model is abstract (built with abstract=True or nnx.eval_shape): {len(abstract)} "
+                               f"variables are shapes only (e.g. {'/'.join(map(str, abstract[0]))}); load weights "
+                               f"into it first with regnet_zoo_flax.weights.load_canonical(model, state)")
+
+    def __call__(self, x, *, output_hidden_states: bool = False, labels=None):
+        if isinstance(self.stem.conv.kernel.get_value(), jax.ShapeDtypeStruct):
+            self._check_concrete()
+        stages = [getattr(self, s.name) for s in self.config.plan.stages]
+        return network.forward(self.config, x, self.stem, stages, self.head,
+                               output_hidden_states=output_hidden_states, labels=labels)
+
+    def predict(self, x, *, output_hidden_states: bool = False):
+        """Jitted inference: running BN statistics, the model's state is not touched. Compiles once per shape.
+
+        Splits the module on every call (a few ms for regnety_040); for a hot loop use ``inference_fn()``.
+        """
+        return self.inference_fn(output_hidden_states=output_hidden_states)(x)
+
+    def inference_fn(self, *, output_hidden_states: bool = False):
+        """A jitted ``f(x)`` for repeated inference with this model's current structure.
+
+        The module is traversed once, here; each call only reads the (live) variable values, so weight updates
+        made in place (``nnx.Optimizer``, ``load_canonical``) are seen, while structural changes (replacing a
+        submodule) need a new ``inference_fn``. BN uses running statistics; the model's state is not touched.
+        """
+        graphdef, state = nnx.split(self)
+        variables = [v for _, v in nnx.to_flat_state(state)]
+        leaves, treedef = jax.tree.flatten(state)
+        if any(isinstance(v, jax.ShapeDtypeStruct) for v in leaves):
+            self._check_concrete()
+        assert len(leaves) == len(variables) and all(a is v.get_value() for a, v in zip(leaves, variables))
+        jitted = _predict_fn(graphdef, treedef, output_hidden_states)
+
+        def infer(x):
+            return jitted([v.get_value() for v in variables], x)
+
+        return infer
+
+
+@functools.lru_cache(maxsize=32)
+def _predict_fn(graphdef, treedef, output_hidden_states: bool):
+    def predict(values, x):
+        model = nnx.merge(graphdef, jax.tree.unflatten(treedef, values))
+        model.eval()
+        return model(x, output_hidden_states=output_hidden_states)
+
+    return jax.jit(predict)

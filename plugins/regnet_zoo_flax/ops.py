@@ -1,0 +1,171 @@
+"""Pure JAX functions shared by the NNX and the linen modules, so both forms compute the same numbers.
+
+Layout is NHWC with HWIO kernels. Every 3x3 conv pads symmetrically ((1, 1), (1, 1)) and runs VALID, like
+PyTorch; ``"SAME"`` would pad bottom/right only at stride 2 and break parity with PyTorch weights.
+
+Batch norm follows PyTorch's semantics exactly: batch statistics normalise with the *biased* variance while the
+running variance is updated with the *unbiased* one (flax's own ``BatchNorm`` uses the biased variance for both);
+``momentum`` is the Flax convention (0.9 == torch's 0.1).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+# How a grouped 3x3 conv is expressed (see grouped_conv.py for the measurements behind the default choice).
+CONV_IMPLS = ("xla", "split", "loop")
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _pad(kernel_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    p = kernel_size // 2
+    return (p, p), (p, p)
+
+
+def _dense_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    return lax.conv_general_dilated(x, kernel, (stride, stride), _pad(kernel.shape[0]), dimension_numbers=_DN)
+
+
+def _loop_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+    """Grouped conv as a ``fori_loop`` over groups: one dense conv on dynamic channel slices per iteration.
+
+    Runs as fast as the unrolled per-group convs, but compiles one conv instead of ``groups`` of them.
+    """
+    n, h, w, _ = x.shape
+    cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1  # 3x3, padding 1
+
+    def body(g, y):
+        xg = lax.dynamic_slice_in_dim(x, g * cin, cin, axis=3)
+        kg = lax.dynamic_slice_in_dim(kernel, g * cout, cout, axis=3)
+        return lax.dynamic_update_slice_in_dim(y, _dense_conv(xg, kg, stride), g * cout, axis=3)
+
+    return lax.fori_loop(0, groups, body, jnp.zeros((n, ho, wo, kernel.shape[-1]), x.dtype))
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, groups: int = 1, impl: str = "xla",
+           bias: jax.Array | None = None) -> jax.Array:
+    """NHWC conv with an HWIO kernel of shape (k, k, in / groups, out), PyTorch padding (k // 2 each side).
+
+    ``impl`` only matters for grouped convs: ``"xla"`` = one ``feature_group_count`` conv; ``"split"`` = one dense
+    conv per group over channel slices, concatenated (unrolled); ``"loop"`` = the same in a ``fori_loop`` (one
+    compiled conv). All three read the same single kernel, so the parameter tree does not depend on the choice.
+    """
+    kernel = kernel.astype(x.dtype)
+    if kernel.shape[0] == 1 and groups == 1:
+        if stride > 1:
+            x = x[:, ::stride, ::stride, :]
+        y = jnp.dot(x, kernel[0, 0])
+    elif groups == 1 or impl == "xla":
+        y = lax.conv_general_dilated(x, kernel, (stride, stride), _pad(kernel.shape[0]), dimension_numbers=_DN,
+                                     feature_group_count=groups)
+    elif impl == "split":
+        cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
+        y = jnp.concatenate([_dense_conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], stride)
+                             for g in range(groups)], axis=-1)
+    elif impl == "loop":
+        if kernel.shape[0] != 3:
+            raise ValueError("impl='loop' is written for RegNet's 3x3 grouped convs")
+        y = _loop_conv(x, kernel, stride, groups)
+    else:
+        raise ValueError(f"unknown conv impl {impl!r}; expected one of {CONV_IMPLS}")
+    if bias is not None:
+        y = y + bias.astype(y.dtype)
+    return y
+
+
+def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, mean: jax.Array, var: jax.Array, *,
+               use_running_average: bool, momentum: float = 0.9, epsilon: float = 1e-5,
+               axis_name: str | None = None, where: str = "BatchNorm"):
+    """PyTorch-semantics batch norm over (N, H, W) of an NHWC ``x``.
+
+    Returns ``(y, None)`` with running statistics, or ``(y, (new_mean, new_var))`` with batch statistics; then the
+    running variance moves towards the *unbiased* batch variance, as ``torch.nn.BatchNorm2d`` does. With
+    ``axis_name`` the statistics are averaged over that mapped axis (``pmap`` / ``shard_map``), exactly as if the
+    whole global batch were on one device. Statistics are computed in float32 whatever the compute dtype.
+    """
+    if use_running_average:
+        a = scale * lax.rsqrt(var + epsilon)
+        return x * a.astype(x.dtype) + (bias - mean * a).astype(x.dtype), None
+    count = x.shape[0] * x.shape[1] * x.shape[2]
+    if axis_name is not None:
+        count *= lax.axis_size(axis_name)
+    if count < 2:
+        raise ValueError(f"{where}: training-mode batch norm needs more than one value per channel, got input "
+                         f"{tuple(x.shape)} (batch x height x width = {count}); use a larger batch or image, or "
+                         f"put the model in inference mode (model.eval() / train=False)")
+    xf = x.astype(jnp.float32)
+    batch_mean = jnp.mean(xf, axis=(0, 1, 2))
+    if axis_name is not None:
+        batch_mean = lax.pmean(batch_mean, axis_name)
+    batch_var = jnp.mean(jnp.square(xf - batch_mean), axis=(0, 1, 2))  # two-pass: no cancellation
+    if axis_name is not None:
+        batch_var = lax.pmean(batch_var, axis_name)
+    a = scale * lax.rsqrt(batch_var + epsilon)
+    y = x * a.astype(x.dtype) + (bias - batch_mean * a).astype(x.dtype)
+    batch_mean, unbiased = lax.stop_gradient(batch_mean), lax.stop_gradient(batch_var * (count / (count - 1)))
+    new_mean = momentum * mean + (1.0 - momentum) * batch_mean
+    new_var = momentum * var + (1.0 - momentum) * unbiased
+    return y, (new_mean, new_var)
+
+
+def squeeze_excite(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array) -> jax.Array:
+    """timm's ``SEModule``: global mean -> 1x1 conv + ReLU -> 1x1 conv -> sigmoid gate. Kernels are (1, 1, in, out)."""
+    s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
+    s = jax.nn.relu(jnp.dot(s, w1[0, 0].astype(x.dtype)) + b1.astype(x.dtype))
+    s = jax.nn.sigmoid(jnp.dot(s, w2[0, 0].astype(x.dtype)) + b2.astype(x.dtype))
+    return x * s
+
+
+def global_pool(x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, C), averaged in float32."""
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)
+
+
+def loss_from_labels(logits: jax.Array, labels) -> jax.Array:
+    """HF's rule: MSE for a single output, else cross-entropy (integer labels, or class probabilities (N, K))."""
+    logits = logits.astype(jnp.float32)
+    labels = jnp.asarray(labels)
+    if logits.shape[-1] == 1:
+        return jnp.mean(jnp.square(logits.reshape(-1) - labels.reshape(-1).astype(jnp.float32)))
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        if labels.shape != logits.shape[:1]:
+            raise ValueError(f"integer labels must have shape (batch,) = {logits.shape[:1]}, got {labels.shape}")
+        return -jnp.mean(jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1))
+    if labels.shape != logits.shape:
+        raise ValueError(f"probability labels must have the logits' shape {logits.shape}, got {labels.shape}; pass "
+                         f"integer class ids of shape (batch,) for hard labels")
+    return -jnp.mean(jnp.sum(labels.astype(jnp.float32) * logp, axis=-1))
+
+
+def check_input(x, in_chans: int, channels_first: bool) -> None:
+    """Raise a ValueError that says what to do for a batch of the wrong rank, layout, channels, size or dtype.
+
+    Runs on shapes only, so it raises before (or while) tracing, never inside compiled code.
+    """
+    shape: Sequence[int] = tuple(getattr(x, "shape", ()))
+    layout = "NCHW (data_format='channels_first')" if channels_first else "NHWC (data_format='channels_last')"
+    if len(shape) != 4:
+        hint = " (add a batch axis: x[None])" if len(shape) == 3 else ""
+        raise ValueError(f"expected a 4-D image batch in {layout}, got shape {shape}{hint}")
+    c_axis, other = (1, 3) if channels_first else (3, 1)
+    if shape[c_axis] != in_chans:
+        if shape[other] == in_chans:
+            fix = ("data_format='channels_last'" if channels_first else "data_format='channels_first'")
+            raise ValueError(f"input {shape} looks like the other layout: the model expects {layout} with "
+                             f"{in_chans} channels on axis {c_axis}; transpose it or build the model with {fix}")
+        raise ValueError(f"input has {shape[c_axis]} channels on axis {c_axis}, the model expects {in_chans} "
+                         f"({layout}); build with in_chans={shape[c_axis]} or fix the input")
+    spatial = (shape[2], shape[3]) if channels_first else (shape[1], shape[2])
+    if shape[0] < 1 or min(spatial) < 1:
+        raise ValueError(f"input {shape} is empty; expected batch >= 1 and height, width >= 1")
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"input dtype {dtype} is not floating point; convert images to float (and normalise "
+                         f"them) before calling the model, e.g. x.astype('float32') / 255")
