@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "regnet_zoo"
 LOAD_PLUGINS_ENV = "REGNET_ZOO_LOAD_PLUGINS"
 BUILTIN_PLUGINS = (
     "regnet_zoo.builtin_variants",
+    "regnet_zoo.hub_weights",
     "regnet_zoo_torch",
     "regnet_zoo_tf",
     "regnet_zoo_flax",

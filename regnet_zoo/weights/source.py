@@ -1,0 +1,45 @@
+"""What ``create(..., pretrained=...)`` loads: a weight tag from the hub, or a local file / model directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import WeightsError
+from ..frameworks import WeightSource
+from ..variant import Variant, WeightTag
+from . import hub, match
+from .checkpoint import Checkpoint, read_checkpoint
+
+log = logging.getLogger("regnet_zoo.weights")
+
+
+def _checked(ck: Checkpoint, variant: Variant) -> WeightSource:
+    if ck.config is not None and ck.variant is not None and ck.variant != variant.name:
+        raise WeightsError(f"{ck.origin} holds weights for {ck.variant} (from its config.json), not {variant.name}; "
+                           f"use create({ck.variant!r}, ...) or rz.from_pretrained({ck.origin!r})")
+    match.check_variant(ck.state, variant.name, ck.origin)
+    for note in ck.notes:
+        log.info("%s: %s", ck.origin, note)
+    return WeightSource(state=ck.state, origin=ck.origin, num_classes=ck.num_classes)
+
+
+def from_tag(variant: Variant, weight: WeightTag) -> WeightSource:
+    """Fetch ``weight.hub`` (cache / offline honoured) and read it in the tag's key space."""
+    path = hub.fetch(weight.hub, revision=weight.revision, filename=weight.filename)
+    ck = read_checkpoint(path, keys=weight.keys)
+    ck = Checkpoint(ck.state, weight.hub, ck.key_space, ck.format, ck.variant, ck.config, ck.notes)
+    return _checked(ck, variant)
+
+
+def from_path(variant: Variant, path: Path) -> WeightSource:
+    """A checkpoint file, sharded index or model directory; the key space is detected."""
+    return _checked(read_checkpoint(path), variant)
+
+
+def weight_source(variant: Variant, weight: WeightTag | None, pretrained: Any) -> WeightSource:
+    """The ``resolve_weights`` contract: a tag (``weight`` given) or a path."""
+    if weight is not None:
+        return from_tag(variant, weight)
+    return from_path(variant, Path(pretrained))
