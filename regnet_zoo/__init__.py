@@ -21,9 +21,26 @@ from .variant import Variant, WeightTag
 
 __version__ = "0.1.0"
 
+# Imported on first use (PEP 562): preprocessing needs numpy, and importing regnet_zoo must not import it.
+_LAZY = {
+    "data_config": "regnet_zoo.preprocess", "preprocess": "regnet_zoo.preprocess",
+    "read_checkpoint": "regnet_zoo.weights", "save_pretrained": "regnet_zoo.weights",
+    "from_pretrained": "regnet_zoo.weights", "convert_checkpoint": "regnet_zoo.weights",
+    "imagenet_classes": "regnet_zoo.weights", "Checkpoint": "regnet_zoo.weights",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'regnet_zoo' has no attribute {name!r}")
+
 __all__ = [
     "ArchPlan", "BlockPlan", "BuildRequest", "FeatureInfo", "Framework", "FrameworkInfo",
     "FrameworkNotInstalledError", "PluginError", "RegNetOutput", "RegNetZooError", "RegistryError", "StagePlan",
     "UnknownFrameworkError", "UnknownVariantError", "Variant", "WeightSource", "WeightTag", "WeightsError",
     "create", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",
+    *_LAZY,
 ]

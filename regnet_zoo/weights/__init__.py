@@ -17,5 +17,12 @@ Importing this package imports no framework and not numpy.
 """
 
 from .checkpoint import Checkpoint, read_checkpoint
+from .classes import imagenet_classes
+from .convert import convert_checkpoint
+from .export import export_state
+from .keyspaces import KEY_SPACES, detect_key_space, from_canonical, to_canonical
+from .pretrained import from_pretrained
+from .save import save_pretrained
 
-__all__ = ["Checkpoint", "read_checkpoint"]
+__all__ = ["Checkpoint", "KEY_SPACES", "convert_checkpoint", "detect_key_space", "export_state", "from_canonical",
+           "from_pretrained", "imagenet_classes", "read_checkpoint", "save_pretrained", "to_canonical"]

@@ -27,6 +27,11 @@ def head_classes(state: Mapping[str, Any]) -> int:
     return int(head.shape[0]) if head is not None else 0
 
 
+def without_counters(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` without BN ``num_batches_tracked`` counters (not part of the canonical space)."""
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
 def backbone(state: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if not k.startswith("head.") and not k.endswith("num_batches_tracked")}
 

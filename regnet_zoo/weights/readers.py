@@ -54,7 +54,7 @@ def find_weights(directory: Path) -> Path | None:
     return None
 
 
-def _read_config(directory: Path) -> dict[str, Any] | None:
+def read_config(directory: Path) -> dict[str, Any] | None:
     path = directory / "config.json"
     if not path.is_file():
         return None
@@ -140,7 +140,7 @@ def read(path: str | os.PathLike, *, pickle_backend: str = "auto") -> RawCheckpo
         raise WeightsError(f"{str(path)!r} does not exist")
     config = None
     if path.is_dir():
-        config = _read_config(path)
+        config = read_config(path)
         found = find_weights(path)
         if found is None:
             raise WeightsError(f"{path}: no weights found; a model directory holds one of {', '.join(WEIGHT_FILES)} "
@@ -155,7 +155,7 @@ def read(path: str | os.PathLike, *, pickle_backend: str = "auto") -> RawCheckpo
         state, wrapper, space = _read_files(kind, [path], pickle_backend)
         raw = RawCheckpoint(state, kind, [path], wrapper=wrapper, key_space=space)
     if config is None and path.parent.joinpath("config.json").is_file() and path.name in WEIGHT_FILES:
-        config = _read_config(path.parent)
+        config = read_config(path.parent)
     raw.config = config
     if not raw.state:
         raise WeightsError(f"{path}: contains no tensors")
