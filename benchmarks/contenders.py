@@ -1,0 +1,71 @@
+"""Who runs: every contender as a record (framework-free), and the baseline each one is compared with.
+
+The code that builds and steps a contender lives in ``fw_torch.py`` / ``fw_tf.py`` / ``fw_flax.py`` (imported only
+inside a worker of that family). A family is also the isolation unit for environment variables: a torch worker never
+loads TensorFlow or JAX, and so on (transformers is told so through USE_TORCH / USE_TF / USE_FLAX).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INFER, TRAIN = "infer", "train"
+
+
+class Unavailable(Exception):
+    """A contender that cannot run here (not installed, not supported by that library, no such device...).
+
+    It is reported as a table row ``unavailable: <reason>``, not as a crash."""
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    family: str  # torch | tf | flax: which fw_<family>.py builds it, and the environment of its worker
+    what: str  # one line for the table legend
+    baseline: str | None  # the contender this one's ratio is taken against (None = it is a baseline)
+    modes: tuple[str, ...] = (INFER, TRAIN)
+    blocks: tuple[str, ...] = ("x", "y")  # RegNet block types it can build at all (others: "unavailable")
+    quick: tuple[str, ...] = ()  # modes it runs in --quick
+
+
+CONTENDERS: tuple[Contender, ...] = (
+    # -- PyTorch: baseline timm eager NCHW
+    Contender("rz-torch", "torch", "regnet-zoo torch, default eager (inference_mode)", "timm",
+              quick=(INFER, TRAIN)),
+    Contender("rz-torch-fast", "torch", "regnet-zoo torch, fast=True (BN folded, channels_last, torch.compile)",
+              "timm", modes=(INFER,), quick=(INFER,)),
+    Contender("rz-torch-bf16", "torch", "regnet-zoo torch, fast='bf16' (bfloat16 weights and activations)",
+              "timm", modes=(INFER,)),
+    Contender("timm", "torch", "timm.create_model, eager NCHW (inference_mode)", None, quick=(INFER, TRAIN)),
+    Contender("timm-cl", "torch", "timm.create_model, eager channels_last", "timm"),
+    Contender("hf-pt", "torch", "transformers RegNetForImageClassification (PyTorch) eager", "timm"),
+    # -- TensorFlow: baseline HF TFRegNet inside tf.function
+    Contender("rz-tf", "tf", "regnet-zoo tf (Keras 3), the plugin's compiled inference function; NHWC",
+              "hf-tf-function", quick=(INFER,)),
+    Contender("hf-tf-eager", "tf", "transformers TFRegNetForImageClassification, eager (NCHW input)",
+              "hf-tf-function"),
+    Contender("hf-tf-function", "tf", "transformers TFRegNetForImageClassification inside tf.function", None,
+              quick=(INFER,)),
+    # -- Flax: baseline HF FlaxRegNet under jax.jit
+    Contender("rz-flax", "flax", "regnet-zoo flax (NNX), model.predict (jitted); NHWC", "hf-flax-jit",
+              quick=(INFER,)),
+    Contender("hf-flax-jit", "flax", "transformers FlaxRegNetForImageClassification under jax.jit (NCHW input)",
+              None, blocks=("y",), quick=(INFER,)),
+)
+
+BY_NAME = {c.name: c for c in CONTENDERS}
+
+# Ratios also reported against these rows of the same case ("ratio to the torch plugin").
+TORCH_REFERENCES = ("rz-torch", "rz-torch-fast")
+
+# transformers picks its backends from these; each family sees only its own framework.
+FAMILY_ENV = {
+    "torch": {"USE_TORCH": "1", "USE_TF": "0", "USE_FLAX": "0"},
+    "tf": {"USE_TORCH": "0", "USE_TF": "1", "USE_FLAX": "0", "KERAS_BACKEND": "tensorflow"},
+    "flax": {"USE_TORCH": "0", "USE_TF": "0", "USE_FLAX": "1"},
+}
+
+
+def baseline_of(name: str) -> str | None:
+    return BY_NAME[name].baseline

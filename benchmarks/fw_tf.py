@@ -1,0 +1,128 @@
+"""TensorFlow contenders: regnet-zoo tf (Keras 3) and HF TFRegNetForImageClassification (eager and tf.function).
+
+Inference calls each model natively on a tensor made once: regnet-zoo in NHWC through the plugin's compiled
+inference function (``regnet_zoo_tf.build.inference_function``, the path ``rz`` itself uses), HF in NCHW (its API;
+it transposes inside, a cost its users pay too). A training step is forward (``training=True``), cross-entropy and
+``GradientTape.gradient`` (gradients returned, so nothing is pruned; no optimiser update), in a ``tf.function``
+(with the same ``jit_compile`` as that model's inference function) or eagerly for ``hf-tf-eager``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from contenders import INFER, Unavailable
+from prepared import Prepared, hf_config, seeded_input, seeded_labels
+
+tf = None
+
+
+def prepare(threads: int, device: str) -> dict:
+    global tf
+    try:
+        import regnet_zoo_tf._tf  # noqa: F401  (the plugin's safe TF + Keras 3 import: triton first, TF backend)
+    except ImportError:
+        pass
+    import tensorflow
+
+    tf = tensorflow
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if device == "cuda" and not tf.config.list_physical_devices("GPU"):
+        raise Unavailable("TensorFlow sees no GPU (a CPU-only TensorFlow would be compared with CUDA torch)")
+    import keras
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+# -- how each contender's model and inference call are made (adjust here when the plugin's API changes) ----------
+
+def make_rz_tf(model: str):
+    import regnet_zoo as rz
+
+    return rz.create(model, framework="tf")
+
+
+def rz_tf_inference(model):
+    """The plugin's compiled inference path; a plain ``tf.function`` over ``model(x, training=False)`` otherwise."""
+    try:
+        from regnet_zoo_tf.build import inference_function
+    except ImportError:
+        return tf.function(lambda x: model(x, training=False))
+    return inference_function(model)
+
+
+def make_hf_tf(model: str):
+    from transformers import TFRegNetForImageClassification
+
+    m = TFRegNetForImageClassification(hf_config(model))
+    m.build_in_name_scope()  # HF TF models create their variables lazily; count that as creation
+    return m
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        tf.test.experimental.sync_devices()
+
+
+def build(contender: str, case, device: str) -> Prepared:
+    hf = contender.startswith("hf-")
+    if hf:
+        import transformers  # noqa: F401  (import outside the timed creation)
+    else:
+        import regnet_zoo_tf.build  # noqa: F401
+    t0 = time.perf_counter()
+    model = make_hf_tf(case.model) if hf else make_rz_tf(case.model)
+    create_s = time.perf_counter() - t0
+    params = int(sum(v.shape.num_elements() if hasattr(v.shape, "num_elements") else _numel(v.shape)
+                     for v in model.trainable_variables))
+    notes = []
+
+    x = tf.constant(seeded_input(case.batch, case.size, "nchw" if hf else "nhwc"))
+    if hf:
+        def forward(t, training):
+            return model(t, training=training).logits
+    else:
+        def forward(t, training):
+            return model(t, training=training)
+    jit = bool(getattr(model, "jit_compile", False))
+    if jit:
+        notes.append("jit_compile=True")
+
+    if case.mode == INFER:
+        if contender == "rz-tf":
+            fn = rz_tf_inference(model)
+        elif contender == "hf-tf-function":
+            fn = tf.function(lambda t: forward(t, False))
+        else:
+            fn = lambda t: forward(t, False)  # noqa: E731  (eager)
+
+        def step():
+            out = fn(x)
+            _sync(device)
+            return out
+    else:
+        y = tf.constant(seeded_labels(case.batch))
+        variables = model.trainable_variables
+
+        def train_step(t, labels):
+            with tf.GradientTape() as tape:
+                logits = forward(t, True)
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            return loss, tape.gradient(loss, variables)
+
+        fn = train_step if contender == "hf-tf-eager" else tf.function(train_step, jit_compile=jit)
+
+        def step():
+            out = fn(x, y)
+            _sync(device)
+            return out
+
+    return Prepared(step=step, create_s=create_s, params=params, notes=notes)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

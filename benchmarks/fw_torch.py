@@ -1,0 +1,138 @@
+"""PyTorch contenders: regnet-zoo torch (default, fast, bf16), timm (NCHW, channels_last), HF RegNet (PyTorch).
+
+Each builder returns a ``Prepared``: a ``step()`` that runs one fully synchronised inference call (under
+``torch.inference_mode``) or training step (forward, cross-entropy, backward; no optimiser update), on an input
+made once, in the layout the model takes natively. All contenders build a 1000-class classifier with random
+weights (speed does not depend on the values; nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from contenders import INFER, Unavailable
+from prepared import Prepared, hf_config, seeded_input, seeded_labels
+
+
+def prepare(threads: int, device: str) -> dict:
+    torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise Unavailable("torch sees no CUDA device")
+    import timm
+
+    return {"torch": torch.__version__, "timm": timm.__version__}
+
+
+# -- how each contender's model is made (small, named functions: adjust here when a plugin's API changes) --------
+
+def make_rz_torch(model: str, device: str):
+    import regnet_zoo as rz
+
+    return rz.create(model, framework="torch", device=device)
+
+
+def make_rz_torch_fast(model: str, device: str):
+    """The torch plugin's one-argument inference fast path (``fast=True``: BN folded, channels_last, compile)."""
+    import regnet_zoo as rz
+
+    return rz.create(model, framework="torch", device=device, fast=True)
+
+
+def make_rz_torch_bf16(model: str, device: str):
+    import warnings
+
+    import regnet_zoo as rz
+
+    with warnings.catch_warnings():  # the "no AMX" warning: the table says it (target n/a)
+        warnings.simplefilter("ignore")
+        return rz.create(model, framework="torch", device=device, fast="bf16")
+
+
+def make_timm(model: str, device: str):
+    import timm
+
+    return timm.create_model(model, pretrained=False, num_classes=1000).to(device)
+
+
+def make_hf_pt(model: str, device: str):
+    from transformers import RegNetForImageClassification
+
+    return RegNetForImageClassification(hf_config(model)).to(device)
+
+
+MAKERS = {
+    "rz-torch": make_rz_torch, "rz-torch-fast": make_rz_torch_fast, "rz-torch-bf16": make_rz_torch_bf16,
+    "timm": make_timm, "timm-cl": make_timm, "hf-pt": make_hf_pt,
+}
+CHANNELS_LAST = {"timm-cl"}
+HF = {"hf-pt"}
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def build(contender: str, case, device: str) -> Prepared:
+    if contender == "hf-pt":  # import outside the timed creation, like torch and timm are
+        import transformers  # noqa: F401
+    t0 = time.perf_counter()
+    model = MAKERS[contender](case.model, device)
+    _sync(device)
+    create_s = time.perf_counter() - t0
+    params = sum(p.numel() for p in model.parameters())
+
+    x = torch.from_numpy(seeded_input(case.batch, case.size)).to(device)
+    if contender in CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    forward = (lambda t: model(pixel_values=t).logits) if contender in HF else model
+
+    if case.mode == INFER:
+        model.eval()
+
+        def step():
+            with torch.inference_mode():
+                out = forward(x)
+            _sync(device)
+            return out
+    else:
+        y = torch.from_numpy(seeded_labels(case.batch)).to(device)
+        model.train()
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(forward(x), y)
+            loss.backward()
+            _sync(device)
+            return loss
+
+    return Prepared(step=step, create_s=create_s, params=params)
+
+
+def abstract_build(contender: str, model: str) -> dict:
+    """Build ``model`` with shapes only (meta device): no weight memory is allocated. Times the build alone."""
+    import regnet_zoo as rz
+
+    if contender == "rz-torch":
+        import regnet_zoo_torch.build  # noqa: F401  (the plugin's import is not part of the build time)
+
+        make = lambda: rz.create(model, framework="torch", device="meta")  # noqa: E731
+    elif contender == "hf-pt":
+        from transformers import RegNetForImageClassification
+
+        cfg = hf_config(model)
+
+        def make():
+            with torch.device("meta"):
+                return RegNetForImageClassification(cfg)
+    else:
+        raise Unavailable(f"no abstract build for {contender}")
+    t0 = time.perf_counter()
+    m = make()
+    build_s = time.perf_counter() - t0
+    return {"build_s": build_s, "params": sum(p.numel() for p in m.parameters()),
+            "where": str(next(m.parameters()).device)}

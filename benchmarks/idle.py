@@ -1,0 +1,104 @@
+"""Is the machine idle enough to trust a timing? CPU accounting over a window, and waiting for quiet.
+
+A window's "others share" is the CPU time spent on the benchmark's cores by anything but the measured process
+(and its waited-for children), as a fraction of what those cores could deliver in that window:
+
+    others = (busy jiffies of the pinned cores, /proc/stat via psutil, steal included) - (own user + system time)
+    share  = others / (wall seconds * number of pinned cores)
+
+Both counters tick at USER_HZ (10 ms), so a window should last at least about a second for a 10 % threshold to be
+meaningful (the worker makes its timed window at least that long). Steal time counts as "others": on a VM it is
+the neighbours taking our cores.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+
+DEFAULT_THRESHOLD = 0.10  # more than this share of the pinned cores used by others = a noisy window
+
+
+def pinned_cores() -> list[int]:
+    """The cores this process may run on (its affinity), sorted."""
+    return sorted(os.sched_getaffinity(0))
+
+
+def _busy_seconds(cores: list[int]) -> float:
+    per_cpu = psutil.cpu_times(percpu=True)
+    busy = 0.0
+    for c in cores:
+        t = per_cpu[c]
+        busy += (t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+                 + getattr(t, "steal", 0.0))
+    return busy
+
+
+def _own_seconds(include_children: bool) -> float:
+    t = psutil.Process().cpu_times()
+    own = t.user + t.system
+    if include_children:
+        own += t.children_user + t.children_system
+    return own
+
+
+@dataclass
+class Window:
+    """CPU accounting over one timed window; ``stop()`` fills in the result."""
+
+    cores: list[int]
+    include_children: bool = False
+    wall: float = 0.0
+    own_cpu: float = 0.0
+    others_cpu: float = 0.0
+
+    def start(self) -> "Window":
+        self._t0 = time.perf_counter()
+        self._busy0 = _busy_seconds(self.cores)
+        self._own0 = _own_seconds(self.include_children)
+        return self
+
+    def stop(self) -> "Window":
+        self.wall = time.perf_counter() - self._t0
+        busy = _busy_seconds(self.cores) - self._busy0
+        self.own_cpu = _own_seconds(self.include_children) - self._own0
+        self.others_cpu = max(0.0, busy - self.own_cpu)
+        return self
+
+    @property
+    def others_share(self) -> float:
+        """Fraction of the pinned cores' capacity used by other processes during the window."""
+        cap = self.wall * len(self.cores)
+        return self.others_cpu / cap if cap > 0 else 0.0
+
+    @property
+    def own_share(self) -> float:
+        cap = self.wall * len(self.cores)
+        return self.own_cpu / cap if cap > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"wall_s": round(self.wall, 4), "own_cpu_s": round(self.own_cpu, 3),
+                "others_cpu_s": round(self.others_cpu, 3), "others_share": round(self.others_share, 4),
+                "own_share": round(self.own_share, 4), "cores": self.cores}
+
+
+def others_share_now(cores: list[int], seconds: float = 0.5) -> float:
+    """Sample the others' share over ``seconds`` while this process sleeps."""
+    w = Window(cores).start()
+    time.sleep(seconds)
+    return w.stop().others_share
+
+
+def wait_for_quiet(cores: list[int], threshold: float, max_wait: float, sample: float = 0.5) -> tuple[bool, float]:
+    """Sleep until a ``sample``-second window has others' share <= ``threshold``, at most ``max_wait`` seconds.
+
+    Returns (quiet?, the last share seen)."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        share = others_share_now(cores, sample)
+        if share <= threshold or time.monotonic() >= deadline:
+            return share <= threshold, share
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,169 @@
+"""Turn one run's records into ratios, a JSON file (one record per row) and a markdown report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from contenders import BY_NAME, CONTENDERS, TORCH_REFERENCES
+from machine import one_line
+from targets import speed_ratio
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """Fill ``ratio`` (to the row's baseline, same case, same run) and ``ratio_to`` (to the torch plugin rows)."""
+    by_case: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        if r["kind"] == "speed":
+            by_case.setdefault(r["case_key"], {})[r["contender"]] = r
+    for case_rows in by_case.values():
+        for name, r in case_rows.items():
+            base_name = BY_NAME[name].baseline
+            r["baseline"] = base_name
+            base = case_rows.get(base_name) if base_name else None
+            sr = speed_ratio(r, base) if base else None
+            r["ratio"] = None if sr is None else round(sr["ratio"], 4)
+            r["ratio_band"] = None if sr is None else [round(sr["low"], 4), round(sr["high"], 4)]
+            r["ratio_to"] = {}
+            for ref in TORCH_REFERENCES:
+                if ref != name and ref in case_rows:
+                    s = speed_ratio(r, case_rows[ref])
+                    r["ratio_to"][ref] = None if s is None else round(s["ratio"], 4)
+
+
+def _f(v, fmt: str = ".1f", none: str = "-") -> str:
+    return none if v is None else format(v, fmt)
+
+
+def _pct(share) -> str:
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
+def _status(r: dict) -> str:
+    if r["status"] == "ok":
+        return "noisy" if r.get("noisy") else "ok"
+    return f"{r['status']}: {r.get('error', '')}".replace("|", "/")
+
+
+def speed_table(rows: list[dict]) -> list[str]:
+    lines = ["| case | contender | median ms | img/s | vs baseline (IQR band) | baseline | vs rz-torch | "
+             "create s | 1st call s | others' CPU | status |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    last_case = None
+    for r in rows:
+        if r["kind"] != "speed":
+            continue
+        case = r["case_key"] if r["case_key"] != last_case else ""
+        last_case = r["case_key"]
+        ok = r["status"] == "ok"
+        band = r.get("ratio_band")
+        ratio = "-" if r.get("ratio") is None else (
+            f"{r['ratio']:.2f}x ({band[0]:.2f}-{band[1]:.2f})" if band else f"{r['ratio']:.2f}x")
+        if r.get("baseline") is None:
+            ratio = "1.00x (baseline)" if ok else "-"
+        vs_torch = r.get("ratio_to", {}).get("rz-torch")
+        lines.append(
+            f"| {case} | {r['contender']} | {_f(r.get('median_ms')) if ok else '-'} | "
+            f"{_f(r.get('img_per_s')) if ok else '-'} | {ratio} | {r.get('baseline') or ''} | "
+            f"{'-' if vs_torch is None else f'{vs_torch:.2f}x'} | {_f(r.get('create_s'), '.2f') if ok else '-'} | "
+            f"{_f(r.get('first_call_s'), '.1f') if ok else '-'} | "
+            f"{_pct(r.get('idle', {}).get('others_share')) if ok else '-'} | {_status(r)} |")
+    return lines
+
+
+def targets_table(targets: list[dict]) -> list[str]:
+    lines = ["| target | model | batch | measured (IQR band) | vs rz-torch / rz-torch-fast | verdict |",
+             "|---|---|---:|---:|---|---|"]
+    for t in targets:
+        if "value_s" in t or "maximum_s" in t:
+            lines.append(f"| {t['target']} | | | {_f(t.get('value_s'), '.3f')} s | | {t['verdict']} |")
+            continue
+        measured = "-" if t.get("ratio") is None else f"{t['ratio']:.2f}x ({t['low']:.2f}-{t['high']:.2f})"
+        also = " / ".join("-" if v is None else f"{v:.2f}x" for v in t.get("also", {}).values())
+        lines.append(f"| {t['target']} | {t['model']} | {t['batch']} | {measured} | {also} | "
+                     f"{t['verdict'].replace('|', '/')} |")
+    return lines
+
+
+def other_tables(startup: dict, abstract: list[dict], load: list[dict]) -> list[str]:
+    lines = ["| measurement | median | min | n | others' CPU | notes |", "|---|---:|---:|---:|---:|---|"]
+    for key, text in (("import_and_list", "`import regnet_zoo` + `list_variants()` (in-process)"),
+                      ("cli_list", "`regnet-zoo list` (wall, fresh process)")):
+        s = startup.get(key)
+        if not s:
+            continue
+        if s["status"] != "ok":
+            lines.append(f"| {text} | - | - | - | - | {s['status']}: {s.get('error', '')} |")
+            continue
+        notes = []
+        if key == "import_and_list":
+            notes.append(f"{s['variants']} variants; frameworks imported: {', '.join(s['frameworks_loaded']) or 'none'}")
+        if s.get("noisy"):
+            notes.append("noisy")
+        lines.append(f"| {text} | {s['median_s']:.3f} s | {s['min_s']:.3f} s | {s['n']} | "
+                     f"{_pct(s['idle']['others_share'])} | {'; '.join(notes)} |")
+    if abstract:
+        lines += ["", "Shapes-only build of `regnety_10b` (torch: meta device; flax: abstract / eval_shape):", "",
+                  "| contender | build s | peak RSS MB | peak over imports MB | params | status |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for a in abstract:
+            ok = a["status"] == "ok"
+            lines.append(f"| {a['contender']} | {_f(a.get('build_s'), '.3f') if ok else '-'} | "
+                         f"{_f(a.get('peak_rss_mb'), '.0f') if ok else '-'} | "
+                         f"{_f(a.get('peak_over_imports_mb'), '.0f') if ok else '-'} | "
+                         f"{_f(a.get('params') / 1e9, '.2f') + ' B' if ok and a.get('params') else '-'} | "
+                         f"{_status(a)} |")
+    if load:
+        lines += ["", "Checkpoint loading (peak RSS, from `benchmarks/load_memory.py`):", "",
+                  "| measurement | result |", "|---|---|"]
+        for rec in load:
+            name = rec.get("name") or rec.get("contender") or "load"
+            detail = rec.get("error") if rec.get("status") not in (None, "ok") else ", ".join(
+                f"{k}={v}" for k, v in rec.items() if k not in ("name", "kind", "status"))
+            lines.append(f"| {name} | {detail} |")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    m, rows = result["machine"], result["rows"]
+    speed = [r for r in rows if r["kind"] == "speed"]
+    noisy = [r for r in speed if r.get("noisy")]
+    out = [f"# regnet-zoo benchmarks ({'quick' if result['quick'] else 'full'} run)", "",
+           f"Taken {one_line(m)}.", ""]
+    if noisy or any(s.get("noisy") for s in result["startup"].values()):
+        out += [f"**Warning: the machine was busy.** {len(noisy)} of {len(speed)} speed rows never got a window in "
+                f"which other processes used <= {100 * result['threshold']:.0f}% of the benchmark's cores (after "
+                f"{result['settings']['retries']} re-measurement(s)); those rows are marked `noisy` and their ratios "
+                f"are not trustworthy.", ""]
+    out += ["Ratios are speed-ups measured in this run: baseline median time / contender median time (> 1 = faster "
+            "than the baseline); the band is from the interquartile ranges. Each row ran in its own process, "
+            f"threads and affinity pinned to {len(m['cores_used'])} core(s); median of >= "
+            f"{result['settings']['repeats']} timed calls after warm-up, at least {result['settings']['min_window']:g} "
+            "s of timing. 'others' CPU' = share of the pinned cores used by other processes while timing.", "",
+            "## Targets", ""]
+    out += targets_table(result["targets"])
+    out += ["", "## Speed", ""]
+    out += speed_table(rows)
+    out += ["", "## Start-up and memory", ""]
+    out += other_tables(result["startup"], [r for r in rows if r["kind"] == "abstract"],
+                        [r for r in rows if r["kind"] == "load_memory"])
+    out += ["", "## Contenders", ""]
+    out += [f"- `{c.name}`: {c.what}" + (f" (baseline: `{c.baseline}`)" if c.baseline else " (a baseline)")
+            for c in CONTENDERS]
+    out += ["", f"Run: `{result['command']}` in {result['wall_s']:.0f} s.", ""]
+    return "\n".join(out)
+
+
+def write(result: dict, out_dir: Path, name: str) -> tuple[Path, Path]:
+    """Write ``<name>.json`` and ``<name>.md`` atomically (a ``.tmp`` file renamed into place)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix, text in ((".json", json.dumps(result, indent=1, sort_keys=False) + "\n"),
+                         (".md", markdown(result))):
+        path = out_dir / f"{name}{suffix}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths[0], paths[1]
