@@ -239,6 +239,87 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_target(dst: str) -> str:
+    if dst.endswith(".safetensors"):
+        return "timm"
+    if dst.endswith(".weights.h5"):
+        return "tf"
+    return "hf"
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a checkpoint (file, model directory, name.tag or hub repo) to safetensors, atomically."""
+    from .weights.convert import convert_checkpoint, open_source
+
+    to = args.to or _default_target(args.dst)
+    source = open_source(args.src, keys=args.keys, bgr=not args.keep_bgr)
+    out = convert_checkpoint(source, args.dst, to=to, variant=args.variant)
+    rec = {"source": source.origin, "key_space": source.key_space, "format": source.format,
+           "variant": args.variant or source.variant, "num_classes": source.num_classes, "to": to,
+           "destination": str(out), "notes": list(source.notes)}
+    if args.json:
+        print(json.dumps(rec, indent=2))
+        return 0
+    what = {"timm": "canonical timm names", "hf": "transformers directory (config.json + model.safetensors)",
+            "torch": "torch state_dict names", "tf": "Keras variables", "flax": "NNX state"}[to]
+    print(f"{rec['destination']}: {what}, variant {rec['variant']}, "
+          f"{rec['num_classes'] or 'no'} classes; from {rec['source']} ({rec['format']}, {rec['key_space']} keys)")
+    for note in rec["notes"]:
+        print(f"  note: {note}")
+    return 0
+
+
+def _labels(num_classes: int, weights: str | None) -> list[str]:
+    from pathlib import Path
+
+    from .weights.classes import imagenet_classes
+    from .weights.readers import read_config
+
+    if weights and Path(weights).is_dir():
+        config = read_config(Path(weights)) or {}
+        id2label = config.get("id2label") or {}
+        if len(id2label) == num_classes:
+            return [str(id2label.get(str(i), id2label.get(i, f"class {i}"))) for i in range(num_classes)]
+    if num_classes == 1000:
+        return imagenet_classes()
+    return [f"class {i}" for i in range(num_classes)]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify an image and print the top classes."""
+    import numpy as np
+
+    from .frameworks import import_object
+    from .preprocess import data_config, preprocess
+
+    fw = get_host().framework(args.framework)
+    pretrained: Any = args.weights if args.weights else True
+    model = api.create(args.model, framework=fw.name, pretrained=pretrained)
+    cfg = data_config(args.model)
+    x = preprocess(args.image, cfg)
+    run = import_object(fw.runner, f"framework {fw.name!r} runner")
+    logits = np.asarray(run(model, x), np.float64)[0]
+    if logits.ndim != 1 or logits.size < 2:
+        raise ValueError(f"{args.model} has no classifier (output shape {logits.shape}); predict needs one")
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    labels = _labels(logits.size, args.weights)
+    top = np.argsort(-probs, kind="stable")[: args.top]
+    rows = [{"rank": r + 1, "index": int(i), "label": labels[i], "probability": float(probs[i]),
+             "logit": float(logits[i])} for r, i in enumerate(top)]
+    name = api.resolve(args.model)
+    weights = args.weights or f"{name.variant.name}.{name.tag or name.variant.default_tag}"
+    if args.json:
+        print(json.dumps({"image": args.image, "model": name.variant.name, "weights": weights, "framework": fw.name,
+                          "input_shape": list(x.shape), "top": rows}, indent=2))
+        return 0
+    print(f"{os.path.basename(args.image)}: {name.variant.name} on {fw.name} (weights {weights}), input "
+          f"{cfg['input_size']}x{cfg['input_size']}")
+    print(_table([[str(r["rank"]), f"{100 * r['probability']:.2f}%", r["label"], str(r["index"])] for r in rows],
+                 ["RANK", "PROB", "CLASS", "INDEX"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regnet-zoo", description="RegNet X/Y variants as data, built in "
                                      "PyTorch, TensorFlow or Flax.")
@@ -278,6 +359,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="input size (default: the weights' input size, else 224)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("convert", help="convert a checkpoint to safetensors (timm, transformers or framework-native)",
+                       description="Read SRC (a checkpoint file, sharded index, model directory, name.tag or hub repo; "
+                       "timm / transformers PT-TF-Flax / torchvision / pycls / VISSL, detected) and write DST "
+                       "atomically. --to timm: one .safetensors in timm names; hf: a transformers directory; "
+                       "torch|tf|flax: that framework's own variables (loaded and checked first).")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("--to", choices=("torch", "tf", "flax", "hf", "timm"),
+                   help="target (default: timm for *.safetensors, tf for *.weights.h5, else hf)")
+    p.add_argument("--keys", choices=("timm", "hf", "torchvision", "pycls", "vissl"),
+                   help="force the source key space (default: detected)")
+    p.add_argument("--variant", help="the architecture (default: from config.json or the weight shapes)")
+    p.add_argument("--keep-bgr", action="store_true", help="do not flip a pycls (BGR) stem to RGB")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("predict", help="classify an image and print the top-5 classes")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--model", "-m", required=True, help="variant or name.tag (weights and preprocessing)")
+    p.add_argument("--weights", "-w", help="checkpoint file or model directory (default: the tag's hub weights)")
+    p.add_argument("--framework", "-f", default="torch", help="torch (default), tf or flax")
+    p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

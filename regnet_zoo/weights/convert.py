@@ -71,16 +71,16 @@ def _native(ck: Checkpoint, variant: str, framework: str, dst: Path) -> Path:
                                          "regnet_zoo_variant": variant, "regnet_zoo_framework": framework})
 
 
-def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, *, to: str = "timm",
+def convert_checkpoint(source: str | os.PathLike | Checkpoint, destination: str | os.PathLike, *, to: str = "timm",
                        keys: str | None = None, variant: str | None = None, bgr: bool = True) -> Path:
-    """Convert ``source`` (see ``open_source``) to ``destination`` in the ``to`` format (see the module doc).
+    """Convert ``source`` (see ``open_source``, or a ``Checkpoint``) to ``destination`` in the ``to`` format.
 
     ``keys`` forces the source key space, ``variant`` the architecture (checked against the shapes), ``bgr=False``
     keeps a pycls stem in BGR order.
     """
     if to not in TARGETS:
         raise ValueError(f"unknown target {to!r}; choose one of {', '.join(TARGETS)}")
-    ck = open_source(source, keys=keys, bgr=bgr)
+    ck = source if isinstance(source, Checkpoint) else open_source(source, keys=keys, bgr=bgr)
     name = resolve_variant(ck.state, variant or ck.variant, ck.origin)
     dst = Path(destination).expanduser()
     if to == "hf":
