@@ -47,6 +47,7 @@ class Settings:
     max_window: float  # ... and once MIN_SLOW_REPEATS calls took this long, stop (training steps of seconds each)
     retries: int  # re-measurements of a row whose window was noisy
     quiet_wait: float  # seconds to wait for the machine to calm down before each attempt
+    patience: float  # run-wide seconds for waiting and re-measuring; once spent, rows are only flagged noisy
     timeout: float  # seconds a worker may take before it is killed (reported as an error row)
     cli_repeats: int  # fresh interpreters for the import / CLI timings
 
@@ -55,10 +56,10 @@ class Settings:
 
 
 MIN_SLOW_REPEATS = 3
-QUICK = Settings(warmup=2, repeats=5, min_window=1.0, max_iters=300, max_window=15.0, retries=1, quiet_wait=15.0, timeout=240.0,
-                 cli_repeats=5)
-FULL = Settings(warmup=5, repeats=20, min_window=3.0, max_iters=2000, max_window=60.0, retries=3, quiet_wait=120.0, timeout=1800.0,
-                cli_repeats=15)
+QUICK = Settings(warmup=2, repeats=5, min_window=1.0, max_iters=300, max_window=15.0, retries=1, quiet_wait=15.0,
+                 patience=90.0, timeout=240.0, cli_repeats=5)
+FULL = Settings(warmup=5, repeats=20, min_window=3.0, max_iters=2000, max_window=60.0, retries=3, quiet_wait=120.0,
+                patience=3600.0, timeout=1800.0, cli_repeats=15)
 
 
 def block_of(model: str) -> str:

@@ -3,12 +3,12 @@
 A window's "others share" is the CPU time spent on the benchmark's cores by anything but the measured process
 (and its waited-for children), as a fraction of what those cores could deliver in that window:
 
-    others = (busy jiffies of the pinned cores, /proc/stat via psutil, steal included) - (own user + system time)
+    others = (busy jiffies of the pinned cores in /proc/stat, steal included) - (own user + system time, os.times)
     share  = others / (wall seconds * number of pinned cores)
 
 Both counters tick at USER_HZ (10 ms), so a window should last at least about a second for a 10 % threshold to be
 meaningful (the worker makes its timed window at least that long). Steal time counts as "others": on a VM it is
-the neighbours taking our cores.
+the neighbours taking our cores. Linux only (/proc/stat, sched_getaffinity); no third-party dependency.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-
-import psutil
 
 DEFAULT_THRESHOLD = 0.10  # more than this share of the pinned cores used by others = a noisy window
 
@@ -27,22 +25,25 @@ def pinned_cores() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
 def _busy_seconds(cores: list[int]) -> float:
-    per_cpu = psutil.cpu_times(percpu=True)
-    busy = 0.0
-    for c in cores:
-        t = per_cpu[c]
-        busy += (t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-                 + getattr(t, "steal", 0.0))
-    return busy
+    """Busy seconds of ``cores`` since boot: user nice system irq softirq steal (guest is inside user)."""
+    wanted = {f"cpu{c}" for c in cores}
+    busy = 0
+    with open("/proc/stat", encoding="ascii") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name in wanted:
+                v = [int(x) for x in fields] + [0] * 8
+                busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+    return busy / _TICK
 
 
 def _own_seconds(include_children: bool) -> float:
-    t = psutil.Process().cpu_times()
-    own = t.user + t.system
-    if include_children:
-        own += t.children_user + t.children_system
-    return own
+    t = os.times()
+    return t.user + t.system + ((t.children_user + t.children_system) if include_children else 0.0)
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Window:
     def others_share(self) -> float:
         """Fraction of the pinned cores' capacity used by other processes during the window."""
         cap = self.wall * len(self.cores)
-        return self.others_cpu / cap if cap > 0 else 0.0
+        return min(1.0, self.others_cpu / cap) if cap > 0 else 0.0  # > 1 only by tick rounding
 
     @property
     def own_share(self) -> float:

@@ -11,11 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
-
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("regnet-zoo", "torch", "torchvision", "timm", "transformers", "tensorflow", "keras", "tf_keras", "jax",
-            "jaxlib", "flax", "numpy", "psutil")
+            "jaxlib", "flax", "numpy")
 
 
 def cpu_flags() -> set[str]:
@@ -83,7 +81,7 @@ def describe(cores: list[int], device: str) -> dict:
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "cores_used": cores,
-        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "ram_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "amx_bf16": "amx_bf16" in flags,
         "avx512_bf16": "avx512_bf16" in flags,
         "hypervisor": "hypervisor" in flags,

@@ -62,7 +62,7 @@ def speed_table(rows: list[dict]) -> list[str]:
             f"{r['ratio']:.2f}x ({band[0]:.2f}-{band[1]:.2f})" if band else f"{r['ratio']:.2f}x")
         if r.get("baseline") is None:
             ratio = "1.00x (baseline)" if ok else "-"
-        vs_torch = r.get("ratio_to", {}).get("rz-torch")
+        vs_torch = r.get("ratio_to", {}).get("rz-torch") if r.get("family") != "torch" else None
         lines.append(
             f"| {case} | {r['contender']} | {_f(r.get('median_ms')) if ok else '-'} | "
             f"{_f(r.get('img_per_s')) if ok else '-'} | {ratio} | {r.get('baseline') or ''} | "
@@ -105,15 +105,15 @@ def other_tables(startup: dict, abstract: list[dict], load: list[dict]) -> list[
                      f"{_pct(s['idle']['others_share'])} | {'; '.join(notes)} |")
     if abstract:
         lines += ["", "Shapes-only build of `regnety_10b` (torch: meta device; flax: abstract / eval_shape):", "",
-                  "| contender | build s | peak RSS MB | peak over imports MB | params | status |",
-                  "|---|---:|---:|---:|---:|---|"]
+                  "| contender | build s | peak RSS MB | peak over imports MB | params | others' CPU | status |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         for a in abstract:
             ok = a["status"] == "ok"
             lines.append(f"| {a['contender']} | {_f(a.get('build_s'), '.3f') if ok else '-'} | "
                          f"{_f(a.get('peak_rss_mb'), '.0f') if ok else '-'} | "
                          f"{_f(a.get('peak_over_imports_mb'), '.0f') if ok else '-'} | "
                          f"{_f(a.get('params') / 1e9, '.2f') + ' B' if ok and a.get('params') else '-'} | "
-                         f"{_status(a)} |")
+                         f"{_pct(a.get('idle', {}).get('others_share')) if ok else '-'} | {_status(a)} |")
     if load:
         lines += ["", "Checkpoint loading (peak RSS, from `benchmarks/load_memory.py`):", "",
                   "| measurement | result |", "|---|---|"]
@@ -135,7 +135,9 @@ def markdown(result: dict) -> str:
         out += [f"**Warning: the machine was busy.** {len(noisy)} of {len(speed)} speed rows never got a window in "
                 f"which other processes used <= {100 * result['threshold']:.0f}% of the benchmark's cores (after "
                 f"{result['settings']['retries']} re-measurement(s)); those rows are marked `noisy` and their ratios "
-                f"are not trustworthy.", ""]
+                f"are not trustworthy."
+                + (" The run's patience for waiting and re-measuring ran out, so later rows were not retried."
+                   if result.get("patience_exhausted") else ""), ""]
     out += ["Ratios are speed-ups measured in this run: baseline median time / contender median time (> 1 = faster "
             "than the baseline); the band is from the interquartile ranges. Each row ran in its own process, "
             f"threads and affinity pinned to {len(m['cores_used'])} core(s); median of >= "

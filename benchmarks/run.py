@@ -88,15 +88,37 @@ def _summary(r: dict) -> dict:
     return out
 
 
-def quietest(run_once, st, cores, threshold: float, on_attempt=lambda i, r: None) -> dict:
+class Patience:
+    """A run-wide budget of seconds spent waiting for quiet and re-measuring noisy rows, so that a run on a busy
+    machine still ends in bounded time (its rows are then flagged ``noisy`` instead of retried)."""
+
+    def __init__(self, seconds: float):
+        self.left = seconds
+        self.exhausted = False
+
+    def spend(self, seconds: float) -> None:
+        self.left -= seconds
+        if self.left <= 0:
+            self.exhausted = True
+
+
+def quietest(run_once, st, cores, threshold: float, patience: Patience, on_attempt=lambda i, r: None) -> dict:
     """Run a measurement (after waiting for quiet) until its window is quiet or the retries are used up.
 
     Keeps the attempt whose window was quietest (never the fastest), flags it ``noisy`` when even that one saw
     others above ``threshold``, and lists every attempt under ``attempts``. A failed attempt stops the retries."""
     results = []
     for i in range(1 + st.retries):
-        _, pre = idle.wait_for_quiet(cores, threshold, st.quiet_wait)
+        if i > 0 and patience.exhausted:
+            break
+        t0 = time.perf_counter()
+        quiet, pre = idle.wait_for_quiet(cores, threshold, min(st.quiet_wait, max(0.0, patience.left)))
+        if not quiet or i > 0:
+            patience.spend(time.perf_counter() - t0)
+        t1 = time.perf_counter()
         res = run_once()
+        if i > 0:
+            patience.spend(time.perf_counter() - t1)
         if res.get("status") != "ok":
             if not results:
                 return res
@@ -127,6 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, help="override the minimum number of timed calls")
     ap.add_argument("--retries", type=int, help="override the re-measurements of a noisy row")
     ap.add_argument("--quiet-wait", type=float, help="override the seconds to wait for quiet before each attempt")
+    ap.add_argument("--patience", type=float,
+                    help="override the run-wide seconds for waiting and re-measuring (quick 90, full 3600)")
     ap.add_argument("--name", help="output file stem in --out (default: latest; 'partial' when filtered)")
     ap.add_argument("--out", default=str(HERE / "results"), help="output directory")
     ap.add_argument("--list", action="store_true", help="print the planned rows and exit")
@@ -145,7 +169,8 @@ def main(argv=None) -> int:
         ap.error(f"unknown part(s) {bad}; choose from {PARTS}")
     st = cases_mod.QUICK if args.quick else cases_mod.FULL
     overrides = {k: v for k, v in (("repeats", args.repeats), ("retries", args.retries),
-                                   ("quiet_wait", args.quiet_wait)) if v is not None}
+                                   ("quiet_wait", args.quiet_wait), ("patience", args.patience))
+                 if v is not None}
     if overrides:
         st = type(st)(**{**st.as_dict(), **overrides})
     models = tuple(args.models.split(",")) if args.models else cases_mod.MODELS
@@ -170,6 +195,7 @@ def main(argv=None) -> int:
           + (f" (> {100 * args.threshold:.0f}%: rows will wait / be re-measured / be flagged 'noisy')"
              if share > args.threshold else ""), flush=True)
 
+    patience = Patience(st.patience)
     rows: list[dict] = []
     total = len(plan)
     for i, (case, c) in enumerate(plan, 1):
@@ -183,7 +209,7 @@ def main(argv=None) -> int:
                       f"{100 * r['idle']['others_share']:.0f}%", flush=True)
 
         t0 = time.perf_counter()
-        res = quietest(lambda: launch(spec, env, st.timeout, log), st, cores, args.threshold, on_attempt)
+        res = quietest(lambda: launch(spec, env, st.timeout, log), st, cores, args.threshold, patience, on_attempt)
         res.update(kind="speed", contender=c.name, family=c.family, case=case.as_dict(), case_key=case.key)
         rows.append(res)
         what = (f"{res['median_ms']:9.1f} ms  others {100 * res['idle']['others_share']:3.0f}%"
@@ -195,7 +221,7 @@ def main(argv=None) -> int:
     if "startup" in parts:
         env = worker_env(None, threads, device)
         for key, fn in (("import_and_list", startup.import_and_list), ("cli_list", startup.cli_list)):
-            res = quietest(lambda fn=fn: fn(cores, st.cli_repeats, env), st, cores, args.threshold)
+            res = quietest(lambda fn=fn: fn(cores, st.cli_repeats, env), st, cores, args.threshold, patience)
             startup_res[key] = res
             print(f"[startup] {key:16s} " + (f"{res['median_s']:.3f} s  others {100 * res['idle']['others_share']:.0f}%"
                                              + ("  NOISY" if res.get("noisy") else "")
@@ -209,7 +235,13 @@ def main(argv=None) -> int:
             c = BY_NAME[cname]
             spec = {"kind": "abstract", "contender": cname, "model": ABSTRACT_MODEL, "threads": threads,
                     "cores": cores, "rss_limit_mb": 4096}
+            t0 = time.perf_counter()
+            quiet, _ = idle.wait_for_quiet(cores, args.threshold, min(st.quiet_wait, max(0.0, patience.left)))
+            if not quiet:
+                patience.spend(time.perf_counter() - t0)
             res = launch(spec, worker_env(c.family, threads, "cpu"), st.timeout, log)
+            if res["status"] == "ok":  # a single build of ~0.1-2 s: flagged, not re-measured
+                res["noisy"] = res["idle"]["others_share"] > args.threshold
             res.update(kind="abstract", contender=cname, family=c.family, model=ABSTRACT_MODEL)
             rows.append(res)
             print(f"[abstract] {ABSTRACT_MODEL} {cname:12s} " + (
@@ -228,6 +260,7 @@ def main(argv=None) -> int:
               "command": " ".join(["python", "benchmarks/run.py"] + (argv if argv is not None else sys.argv[1:])),
               "rows": rows, "startup": startup_res}
     result["targets"] = targets.evaluate(rows, startup_res, mach)
+    result["patience_exhausted"] = patience.exhausted
     result["wall_s"] = time.perf_counter() - t_run
     json_path, md_path = report.write(result, Path(args.out), name)
     print()
@@ -243,7 +276,7 @@ def load_memory_rows(quick: bool, timeout: float, env: dict, log) -> list[dict]:
                  "error": "benchmarks/load_memory.py does not exist yet"}]
     cmd = [sys.executable, str(LOAD_MEMORY_SCRIPT), "--json"] + (["--quick"] if quick else [])
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=HERE.parent)
     except subprocess.TimeoutExpired:
         return [{"kind": "load_memory", "status": "error", "error": f"timed out after {timeout:.0f} s"}]
     log(p.stderr)

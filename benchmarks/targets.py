@@ -3,7 +3,7 @@
 A speed ratio is ``baseline median / contender median`` of two rows of the same case in the same run (> 1 = the
 contender is faster). Its noise band is ``[baseline p25 / contender p75, baseline p75 / contender p25]``; a verdict
 whose band straddles the target is marked "within noise", and one taken from a row that never got an idle window is
-marked "noisy": neither is hidden.
+"inconclusive: noisy (measured PASS/FAIL)": neither is hidden.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def evaluate(rows: list[dict], startup: dict, machine: dict) -> list[dict]:
                     if r["low"] < t.minimum <= r["high"]:
                         rec["verdict"] += " (within noise)"
                     if r["noisy"]:
-                        rec["verdict"] += " (noisy)"
+                        rec["verdict"] = f"inconclusive: noisy (measured {rec['verdict']})"
                 out.append(rec)
     for t in TIME_TARGETS:
         s = startup.get(t.key)
@@ -111,6 +111,6 @@ def evaluate(rows: list[dict], startup: dict, machine: dict) -> list[dict]:
             rec["value_s"] = s["median_s"]
             rec["verdict"] = "PASS" if s["median_s"] < t.maximum_s else "FAIL"
             if s.get("noisy"):
-                rec["verdict"] += " (noisy)"
+                rec["verdict"] = f"inconclusive: noisy (measured {rec['verdict']})"
         out.append(rec)
     return out

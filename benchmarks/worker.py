@@ -24,11 +24,11 @@ import threading
 import time
 import traceback
 
-import psutil
 
 
 def _rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _peak_rss_mb() -> float:
@@ -119,12 +119,16 @@ def run_abstract(spec: dict) -> dict:
 
     if contender.name.startswith("hf-"):
         import transformers  # noqa: F401
+    from idle import Window
+
     rss_before = _rss_mb()
     _rss_guard(rss_before + spec.get("rss_limit_mb", 4096))
+    window = Window(spec["cores"]).start()
     out = fw.abstract_build(contender.name, spec["model"])
+    window.stop()
     peak = _peak_rss_mb()
     out.update(rss_before_mb=rss_before, peak_rss_mb=peak, peak_over_imports_mb=max(0.0, peak - rss_before),
-               versions=versions)
+               versions=versions, idle=window.as_dict())
     return out
 
 
