@@ -36,6 +36,63 @@ def _refused(path: Path, what: str) -> UnsafeCheckpointError:
         f"the file comes from a source you trust, re-save its state_dict as safetensors with the library that made it.")
 
 
+_SAFE_GLOBALS = ("collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
+                 "torch._utils._rebuild_parameter", "torch.device", "torch.Size")
+
+
+def _pickle_streams(path: Path):
+    """The pickle byte streams of a checkpoint: ``data.pkl`` of a zip file, else the whole file."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return [archive.read(n) for n in archive.namelist() if n.endswith("data.pkl")]
+    return [path.read_bytes()]
+
+
+def first_unsafe_global(path: Path) -> str | None:
+    """The ``module.name`` a pickle would import that no weights file needs (one outside torch first), found by
+    reading the opcodes (``pickletools``), never by executing them. Consecutive pickles (torch's legacy format) are
+    all scanned."""
+    found = _unsafe_globals(path)
+    return next((n for n in found if not n.startswith("torch.")), found[0] if found else None)
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    import io
+    import pickletools
+
+    found: list[str] = []
+    for raw in _pickle_streams(path):
+        stream = io.BytesIO(raw)
+        while stream.tell() < len(raw):
+            strings: list[str] = []
+            try:
+                for op, arg, _ in pickletools.genops(stream):
+                    if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                        strings.append(arg)
+                    name = (arg.replace(" ", ".") if op.name in ("GLOBAL", "INST") else
+                            ".".join(strings[-2:]) if op.name == "STACK_GLOBAL" else None)
+                    if name is not None and not (name in _SAFE_GLOBALS or name.startswith("torch.") and
+                                                 name.endswith("Storage")) and name not in found:
+                        found.append(name)
+            except (ValueError, EOFError, UnicodeDecodeError):
+                break  # raw tensor bytes after the last pickle of a legacy file
+    return found
+
+
+def _parses(path: Path) -> bool:
+    """True when the (first) pickle stream is well-formed: an unsupported opcode in it is a refusal, not damage."""
+    import io
+    import pickletools
+
+    try:
+        for raw in _pickle_streams(path):
+            for _ in pickletools.genops(io.BytesIO(raw)):
+                pass
+    except (ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
+        return False
+    return True
+
+
 # -- torch ------------------------------------------------------------------------------------------------------
 def _to_numpy(obj: Any) -> Any:
     import torch
@@ -59,10 +116,12 @@ def _torch_load(path: Path) -> Any:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        m = re.search(r"GLOBAL (\S+)", str(e)) or re.search(r"Unsupported (?:global|operand)[^:]*: (.+)", str(e))
-        what = m.group(1) if m else "a Python object that is not a tensor"
-        if "GLOBAL" in str(e) or "Unsupported" in str(e) or "not an allowed global" in str(e):
+        m = re.search(r"GLOBAL (\S+)", str(e))
+        what = m.group(1) if m else first_unsafe_global(path)
+        if what is not None:
             raise _refused(path, what) from None
+        if "Unsupported" in str(e) and _parses(path):
+            raise _refused(path, "a Python object that is not a tensor") from None
         raise CorruptCheckpointError(f"{path}: corrupt or truncated pickle checkpoint ({e})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
         message = str(e).split("\n")[0]

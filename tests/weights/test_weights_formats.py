@@ -1,0 +1,265 @@
+"""File formats: safetensors (memory-mapped, validated), pickles (restricted: a code payload is refused and never
+runs), transformers PT / TF / Flax files, sharded or not, and the errors for truncated or corrupt input."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import torch  # noqa: F401  (torch + torch._dynamo before TensorFlow)
+from regnet_zoo.errors import WeightsError
+from regnet_zoo.weights import pickle_io, safetensors_io
+from regnet_zoo.weights.checkpoint import read_checkpoint
+from regnet_zoo.weights.pickle_io import UnsafeCheckpointError
+from regnet_zoo.weights.safetensors_io import CorruptCheckpointError
+from weights_helpers import hf_model, image_batch, run, timm_model, timm_with
+
+X = image_batch()
+
+
+# -- safetensors -----------------------------------------------------------------------------------------------------
+def _sample():
+    return {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1, -2], np.int64),
+            "c": np.zeros((0, 3), np.float16), "d": np.array(True), "e": np.arange(3, dtype=">f4")}
+
+
+def test_safetensors_round_trip_with_the_reference_library(tmp_path):
+    import safetensors.numpy
+
+    sample = _sample()
+    safetensors_io.save(sample, tmp_path / "ours.safetensors", {"format": "pt"})
+    theirs = safetensors.numpy.load_file(tmp_path / "ours.safetensors")
+    safetensors.numpy.save_file({k: v.astype(v.dtype.newbyteorder("=")) for k, v in sample.items()},
+                                tmp_path / "theirs.safetensors")
+    ours = safetensors_io.load(tmp_path / "theirs.safetensors")
+    for k, v in sample.items():
+        assert theirs[k].shape == ours[k].shape == v.shape and np.array_equal(theirs[k], v) and np.array_equal(ours[k], v)
+    assert [p.name for p in tmp_path.iterdir()] != [] and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_safetensors_is_memory_mapped_and_bf16_widened(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    bf16 = torch.randn(4, 5).to(torch.bfloat16)
+    save_file({"w": torch.randn(64, 64), "bf": bf16}, tmp_path / "m.safetensors")
+    state = safetensors_io.load(tmp_path / "m.safetensors")
+    base = state["w"]
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    assert isinstance(base, __import__("mmap").mmap)  # a view into the mapped file, not a copy
+    assert state["w"].flags.writeable  # copy-on-write: writable for torch.from_numpy, the file stays untouched
+    assert state["bf"].dtype == np.float32 and np.array_equal(state["bf"], bf16.float().numpy())
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda raw: raw[:-10], "truncated"),
+    (lambda raw: raw[:4], "too short"),
+    (lambda raw: struct.pack("<Q", 10**12) + raw[8:], "header length"),
+    (lambda raw: raw[:8] + b"X" + raw[9:], "corrupt safetensors header"),
+    (lambda raw: b"", "empty|too short"),
+])
+def test_safetensors_damage(tmp_path, damage, message):
+    safetensors_io.save({"w": np.ones((8, 8), np.float32), "b": np.ones(8, np.float32)}, tmp_path / "ok.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(damage((tmp_path / "ok.safetensors").read_bytes()))
+    with pytest.raises(WeightsError, match=message):
+        read_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_safetensors_overlapping_offsets(tmp_path):
+    header = b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}'
+    (tmp_path / "x.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(12))
+    with pytest.raises(CorruptCheckpointError, match="overlap"):
+        safetensors_io.load(tmp_path / "x.safetensors")
+
+
+def test_safetensors_write_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "w.safetensors"
+    safetensors_io.save({"old": np.ones(3, np.float32)}, target)
+
+    class Boom:
+        shape, dtype, size = (3,), np.dtype("f4"), 3
+
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        safetensors_io.save({"new": np.zeros(3, np.float32), "bad": Boom()}, target)
+    assert list(safetensors_io.load(target)) == ["old"]
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+# -- pickles ---------------------------------------------------------------------------------------------------------
+class Payload:
+    """Unpickling this runs a shell command: exactly what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+@pytest.mark.parametrize("container", ["torch-zip", "raw-pickle"])
+def test_pickle_code_payload_is_refused_and_never_runs(tmp_path, backend, container):
+    import torch
+
+    marker = tmp_path / "pwned"
+    evil = {"stem.conv.weight": torch.zeros(2), "x": Payload(marker)}
+    path = tmp_path / "model.pth"
+    if container == "torch-zip":
+        torch.save(evil, path)
+    else:
+        path.write_bytes(pickle.dumps(evil))
+    if backend == "numpy" and container == "raw-pickle":
+        with pytest.raises(WeightsError, match="legacy .*needs torch"):
+            read_checkpoint(path, pickle_backend=backend)
+    else:
+        with pytest.raises(UnsafeCheckpointError, match=r"refused to load: the pickle references (posix|os)\.system.*"
+                                                        r"nothing from it was run"):
+            read_checkpoint(path, pickle_backend=backend)
+    assert not marker.exists()
+
+
+def test_torch_load_is_called_with_weights_only(tmp_path, monkeypatch):
+    import torch
+
+    calls = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real(*a, **k))
+    torch.save({"a": torch.ones(2)}, tmp_path / "a.pth")
+    pickle_io.load(tmp_path / "a.pth")
+    assert calls == [{"map_location": "cpu", "weights_only": True, "mmap": True}]
+
+
+def test_numpy_unpickler_matches_torch(tmp_path):
+    import torch
+
+    model = timm_model("regnety_002")
+    sd = model.state_dict()
+    sd["half"] = torch.randn(3, 4).half()
+    sd["bf16"] = torch.randn(3, 4).to(torch.bfloat16)
+    sd["strided"] = torch.randn(4, 6)[:, ::2]
+    torch.save({"state_dict": sd}, tmp_path / "m.pth")
+    a, b = pickle_io.load(tmp_path / "m.pth", backend="torch"), pickle_io.load(tmp_path / "m.pth", backend="numpy")
+    assert list(a["state_dict"]) == list(b["state_dict"])
+    for k, v in a["state_dict"].items():
+        assert v.dtype == b["state_dict"][k].dtype and np.array_equal(v, b["state_dict"][k]), k
+
+
+def test_numpy_unpickler_runs_without_torch(tmp_path):
+    import torch
+
+    model = timm_model("regnetx_002")
+    torch.save(model.state_dict(), tmp_path / "m.pth")
+    code = ("import sys; sys.modules['torch'] = None\n"  # torch unimportable in this process
+            "from regnet_zoo.weights.checkpoint import read_checkpoint\n"
+            f"ck = read_checkpoint({str(tmp_path / 'm.pth')!r})\n"
+            "print(ck.key_space, ck.variant, len(ck.state), 'torch' in sys.modules and sys.modules['torch'] is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["timm", "regnetx_002", "222", "False"]
+
+
+@pytest.mark.parametrize("damage", [lambda raw: raw[: len(raw) // 2], lambda raw: b"\x00" * 64])
+def test_pickle_truncated_or_garbage(tmp_path, damage):
+    import torch
+
+    torch.save({"a": torch.ones(1000)}, tmp_path / "ok.pth")
+    (tmp_path / "bad.pth").write_bytes(damage((tmp_path / "ok.pth").read_bytes()))
+    with pytest.raises(WeightsError, match="corrupt or truncated"):
+        read_checkpoint(tmp_path / "bad.pth")
+
+
+def test_training_checkpoint_wrappers(tmp_path):
+    import torch
+
+    model = timm_model("regnetx_002")
+    ddp = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 3, "state_dict": ddp, "optimizer": {}}, tmp_path / "train.pth.tar")
+    ck = read_checkpoint(tmp_path / "train.pth.tar")
+    assert ck.variant == "regnetx_002" and any("'state_dict'" in n for n in ck.notes)
+    np.testing.assert_array_equal(run(timm_with("regnetx_002", ck.state), X), run(model, X))
+
+
+def test_unknown_format(tmp_path):
+    (tmp_path / "weights.dat").write_bytes(b"hello world, not weights")
+    with pytest.raises(WeightsError, match="unknown checkpoint format"):
+        read_checkpoint(tmp_path / "weights.dat")
+    with pytest.raises(WeightsError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.safetensors")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="no weights found"):
+        read_checkpoint(tmp_path / "empty")
+
+
+# -- transformers PT / TF / Flax, sharded ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    """One random RegNetY-200MF saved by transformers in every format it writes (and X in PT and TF)."""
+    pytest.importorskip("transformers")
+    from transformers import FlaxRegNetForImageClassification, TFRegNetForImageClassification, TFRegNetModel
+
+    root = tmp_path_factory.mktemp("hf")
+    out = {}
+    for name in ("regnety_002", "regnetx_002"):
+        pt = hf_model(name, num_labels=10)
+        pt.save_pretrained(root / f"{name}-pt")
+        out[name, "pt"] = (root / f"{name}-pt", run(pt, X))
+        tf = TFRegNetForImageClassification.from_pretrained(root / f"{name}-pt", from_pt=True)
+        tf.save_pretrained(root / f"{name}-tf")
+        out[name, "tf"] = out[name, "pt"][0].with_name(f"{name}-tf"), out[name, "pt"][1]
+        if name == "regnety_002":  # transformers' Flax RegNet cannot build X variants
+            pt.save_pretrained(root / f"{name}-pt-sharded", max_shard_size="400KB")
+            pt.save_pretrained(root / f"{name}-bin-sharded", max_shard_size="400KB", safe_serialization=False)
+            tf.save_pretrained(root / f"{name}-tf-sharded", max_shard_size="400KB")
+            TFRegNetModel.from_pretrained(root / f"{name}-pt", from_pt=True).save_pretrained(root / f"{name}-tf-headless")
+            flax = FlaxRegNetForImageClassification.from_pretrained(root / f"{name}-pt", from_pt=True)
+            flax.save_pretrained(root / f"{name}-flax")
+            flax.save_pretrained(root / f"{name}-flax-sharded", max_shard_size="400KB")
+            for fmt in ("pt-sharded", "bin-sharded", "tf-sharded", "tf-headless", "flax", "flax-sharded"):
+                out[name, fmt] = root / f"{name}-{fmt}", out[name, "pt"][1]
+    return out
+
+
+@pytest.mark.parametrize("name, fmt, expected_format", [
+    ("regnety_002", "pt", "safetensors"), ("regnety_002", "tf", "tf-h5"), ("regnety_002", "flax", "flax-msgpack"),
+    ("regnety_002", "pt-sharded", "safetensors+sharded"), ("regnety_002", "bin-sharded", "pickle+sharded"),
+    ("regnety_002", "tf-sharded", "tf-h5+sharded"), ("regnety_002", "flax-sharded", "flax-msgpack+sharded"),
+    ("regnetx_002", "pt", "safetensors"), ("regnetx_002", "tf", "tf-h5"),
+])
+def test_transformers_directories(hf_dirs, name, fmt, expected_format):
+    path, logits = hf_dirs[name, fmt]
+    ck = read_checkpoint(path)
+    assert (ck.key_space, ck.format, ck.variant, ck.num_classes) == ("hf", expected_format, name, 10)
+    np.testing.assert_array_equal(run(timm_with(name, ck.state), X), logits)
+    reference = read_checkpoint(hf_dirs[name, "pt"][0]).state
+    assert all(np.array_equal(ck.state[k], reference[k]) for k in reference)
+
+
+def test_transformers_headless_tf(hf_dirs):
+    ck = read_checkpoint(hf_dirs["regnety_002", "tf-headless"][0])
+    assert ck.num_classes == 0 and ck.variant == "regnety_002"
+
+
+def test_missing_shard(hf_dirs, tmp_path):
+    import shutil
+
+    src = hf_dirs["regnety_002", "pt-sharded"][0]
+    shutil.copytree(src, tmp_path / "d")
+    shard = sorted((tmp_path / "d").glob("model-*.safetensors"))[1]
+    shard.unlink()
+    with pytest.raises(WeightsError, match=rf"1 of \d+ shards are missing: {shard.name}"):
+        read_checkpoint(tmp_path / "d")
+
+
+def test_forcing_another_key_space_on_transformers_files(hf_dirs):
+    with pytest.raises(WeightsError, match="always in the 'hf' key space, not 'timm'"):
+        read_checkpoint(hf_dirs["regnety_002", "tf"][0], keys="timm")
