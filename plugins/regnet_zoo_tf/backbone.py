@@ -64,30 +64,43 @@ def config_from_plan(plan: ArchPlan) -> dict:
     }
 
 
+def conv_init(groups: int = 1):
+    """timm's RegNet init: He normal over fan-out, fan-out counted per group (``kh * kw * out / groups``)."""
+    return keras.initializers.VarianceScaling(2.0 * groups, mode="fan_out", distribution="untruncated_normal")
+
+
 class _Builder:
-    """Creates the named layers of one backbone and wires them on NHWC KerasTensors."""
+    """Creates the named layers of one backbone and wires them on NHWC KerasTensors.
+
+    Fresh weights follow timm's init (He fan-out convs, BN 1 / 0, the last BN of each block zeroed), so an
+    untrained model behaves like timm's and trains from scratch the same way.
+    """
 
     def __init__(self, dtype, norm_eval: bool, sync_bn: bool, grouped_conv: str):
         self.dtype, self.norm_eval, self.sync_bn, self.grouped_conv = dtype, norm_eval, sync_bn, grouped_conv
 
-    def bn(self, x, name):
-        return BatchNorm(norm_eval=self.norm_eval, synchronized=self.sync_bn, dtype=self.dtype, name=name)(x)
+    def bn(self, x, name, zero_init=False):
+        return BatchNorm(norm_eval=self.norm_eval, synchronized=self.sync_bn, dtype=self.dtype, name=name,
+                         gamma_initializer="zeros" if zero_init else "ones")(x)
 
-    def conv_bn(self, x, prefix, filters, kernel=1, stride=1, groups=1, act=True):
+    def conv_bn(self, x, prefix, filters, kernel=1, stride=1, groups=1, act=True, zero_init=False):
         if kernel > 1:
             x = keras.layers.ZeroPadding2D(kernel // 2, dtype=self.dtype, name=f"{prefix}.pad")(x)
-        common = dict(strides=stride, padding="valid", use_bias=False, dtype=self.dtype, name=f"{prefix}.conv")
+        common = dict(strides=stride, padding="valid", use_bias=False, dtype=self.dtype, name=f"{prefix}.conv",
+                      kernel_initializer=conv_init(groups))
         if groups > 1:
             x = GroupedConv2D(filters, kernel, groups=groups, impl=self.grouped_conv, **common)(x)
         else:
             x = keras.layers.Conv2D(filters, kernel, **common)(x)
-        x = self.bn(x, f"{prefix}.bn")
+        x = self.bn(x, f"{prefix}.bn", zero_init)
         return keras.layers.ReLU(dtype=self.dtype, name=f"{prefix}.act")(x) if act else x
 
     def squeeze_excite(self, x, prefix, width, se_width):
         s = keras.layers.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype, name=f"{prefix}.pool")(x)
-        s = keras.layers.Conv2D(se_width, 1, activation="relu", dtype=self.dtype, name=f"{prefix}.fc1")(s)
-        s = keras.layers.Conv2D(width, 1, activation="sigmoid", dtype=self.dtype, name=f"{prefix}.fc2")(s)
+        s = keras.layers.Conv2D(se_width, 1, activation="relu", kernel_initializer=conv_init(), dtype=self.dtype,
+                                name=f"{prefix}.fc1")(s)
+        s = keras.layers.Conv2D(width, 1, activation="sigmoid", kernel_initializer=conv_init(), dtype=self.dtype,
+                                name=f"{prefix}.fc2")(s)
         return keras.layers.Multiply(dtype=self.dtype, name=f"{prefix}.gate")([x, s])
 
     def block(self, x, b: BlockPlan):
@@ -96,7 +109,7 @@ class _Builder:
         y = self.conv_bn(y, f"{p}.conv2", b.bottleneck_width, 3, b.stride, b.groups)
         if b.se_width:
             y = self.squeeze_excite(y, f"{p}.se", b.bottleneck_width, b.se_width)
-        y = self.conv_bn(y, f"{p}.conv3", b.out_width, act=False)
+        y = self.conv_bn(y, f"{p}.conv3", b.out_width, act=False, zero_init=True)
         shortcut = self.conv_bn(x, f"{p}.downsample", b.out_width, 1, b.stride, act=False) if b.shortcut_conv else x
         y = keras.layers.Add(dtype=self.dtype, name=f"{p}.add")([y, shortcut])
         return keras.layers.ReLU(dtype=self.dtype, name=f"{p}.act")(y)
@@ -190,7 +203,21 @@ class RegNetBackbone(FeaturePyramidBackbone):
         # as a sub-model, so weights are saved once, under this backbone.
         object.__setattr__(self, "_hidden_states_model",
                            keras.Model(images, maps, name=f"{self.name}_hidden_states"))
+        object.__setattr__(self, "_input_guard", guard)
         self._freeze(self.frozen_stages)
+
+    def __call__(self, inputs, *args, **kwargs):
+        self.check_input(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def check_input(self, inputs) -> None:
+        """Raise a ``ValueError`` saying what to change when ``inputs`` cannot be an image batch for this model.
+
+        Runs before Keras' own input-spec check, whose message names shapes but not the fix.
+        """
+        shape = getattr(inputs, "shape", None)
+        if shape is not None and not isinstance(inputs, (dict, list, tuple)):
+            self._input_guard.check_shape(tuple(shape))
 
     @classmethod
     def from_plan(cls, plan: ArchPlan, **kwargs) -> "RegNetBackbone":

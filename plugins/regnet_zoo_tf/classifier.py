@@ -36,7 +36,8 @@ class RegNetClassifier(keras.Model):
         dtype = backbone.dtype_policy
         self.pool = keras.layers.GlobalAveragePooling2D(data_format=backbone.data_format, dtype=dtype,
                                                         name="head.global_pool")
-        self.fc = keras.layers.Dense(num_classes, dtype=dtype, name="head.fc") if num_classes else None
+        self.fc = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                                     dtype=dtype, name="head.fc") if num_classes else None  # timm's head init
         if self.fc is not None:
             self.fc.build((None, backbone.plan.num_features))
         self.built = True
@@ -55,6 +56,10 @@ class RegNetClassifier(keras.Model):
         return self.backbone.feature_info
 
     # --- forward ---------------------------------------------------------------------------------------------
+    def __call__(self, inputs, *args, **kwargs):
+        self.backbone.check_input(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs, training=None, output_hidden_states=False, labels=None):
         if output_hidden_states or labels is not None:
             hidden = tuple(self.backbone.hidden_states_model(inputs, training=training))
