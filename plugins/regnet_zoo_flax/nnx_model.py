@@ -12,7 +12,9 @@ Mode is NNX-style state: ``model.train()`` makes every BN use and update batch s
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -24,13 +26,29 @@ from . import network, ops
 from .config import NetConfig
 
 
+_structure_version = itertools.count()
+_STRUCTURE = [next(_structure_version)]  # bumped by every attribute assignment on any module of this file
+
+
+class Module(nnx.Module):
+    """Base of this file's modules: records that *some* module changed structure or static attributes.
+
+    ``RegNet.predict`` caches its traversal of the module graph; any ``setattr`` (``model.train()``, replacing a
+    submodule, ``nnx.update``) invalidates that cache. Variable values are read live, so they need no tracking.
+    """
+
+    def __setattr__(self, name, value):
+        _STRUCTURE[0] = next(_structure_version)
+        super().__setattr__(name, value)
+
+
 def _he_normal_fan_out(key, shape, groups: int):
     """timm's RegNet conv init: N(0, sqrt(2 / fan_out)), fan_out = kh * kw * out / groups."""
     kh, kw, _, out = shape
     return jax.random.normal(key, shape, jnp.float32) * math.sqrt(2.0 / (kh * kw * out // groups))
 
 
-class Conv(nnx.Module):
+class Conv(Module):
     """2-D conv holding ONE kernel (kh, kw, in / groups, out); ``impl`` says how a grouped conv is computed."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
@@ -45,7 +63,7 @@ class Conv(nnx.Module):
                           bias=None if self.bias is None else self.bias[...])
 
 
-class BatchNorm(nnx.Module):
+class BatchNorm(Module):
     """BatchNorm2d with PyTorch semantics (unbiased running variance), eps 1e-5, momentum 0.9 (= torch 0.1).
 
     ``frozen=True`` (frozen stages, ``norm_eval``) keeps it at its running statistics in training mode too.
@@ -75,7 +93,7 @@ class BatchNorm(nnx.Module):
         return y
 
 
-class ConvNormAct(nnx.Module):
+class ConvNormAct(Module):
     """conv -> bn (-> ReLU); timm's ``ConvNormAct`` (``stem``, ``conv1..3``, ``downsample``)."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
@@ -91,7 +109,7 @@ class ConvNormAct(nnx.Module):
         return jax.nn.relu(x) if self.act else x
 
 
-class SqueezeExcite(nnx.Module):
+class SqueezeExcite(Module):
     """timm's ``SEModule``: mean -> fc1 (1x1 conv + bias) -> ReLU -> fc2 -> sigmoid gate."""
 
     def __init__(self, channels: int, se_width: int, *, rngs: nnx.Rngs):
@@ -103,7 +121,7 @@ class SqueezeExcite(nnx.Module):
                                   self.fc2.bias[...])
 
 
-class Bottleneck(nnx.Module):
+class Bottleneck(Module):
     """RegNet X/Y block: 1x1 -> grouped 3x3 (stride) -> [SE] -> 1x1, plus the (projected) shortcut, then ReLU."""
 
     def __init__(self, block: BlockPlan, config: NetConfig, *, frozen: bool, rngs: nnx.Rngs):
@@ -127,7 +145,7 @@ class Bottleneck(nnx.Module):
         return jax.nn.relu(self.conv3(x) + shortcut)
 
 
-class Stage(nnx.Module):
+class Stage(Module):
     """Blocks ``b1 .. bN`` of one stage (attribute names = timm's, so paths match the canonical keys)."""
 
     def __init__(self, blocks: tuple[BlockPlan, ...], config: NetConfig, *, frozen: bool, rngs: nnx.Rngs):
@@ -141,7 +159,7 @@ class Stage(nnx.Module):
         return x
 
 
-class Linear(nnx.Module):
+class Linear(Module):
     """Classifier layer: kernel (in, out) + bias; timm init N(0, 0.01), zero bias."""
 
     def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
@@ -152,7 +170,7 @@ class Linear(nnx.Module):
         return jnp.dot(x, self.kernel[...].astype(x.dtype)) + self.bias[...].astype(x.dtype)
 
 
-class Head(nnx.Module):
+class Head(Module):
     """``head.fc`` (global pooling is done by the network)."""
 
     def __init__(self, in_features: int, num_classes: int, *, rngs: nnx.Rngs):
@@ -162,7 +180,7 @@ class Head(nnx.Module):
         return self.fc(x)
 
 
-class RegNet(nnx.Module):
+class RegNet(Module):
     """A RegNet X/Y classifier, headless model or feature backbone (``features_only``), as an NNX module.
 
     ``model(x, output_hidden_states=False, labels=None)``: ``x`` is NHWC (NCHW with
@@ -218,9 +236,17 @@ class RegNet(nnx.Module):
     def predict(self, x, *, output_hidden_states: bool = False):
         """Jitted inference: running BN statistics, the model's state is not touched. Compiles once per shape.
 
-        Splits the module on every call (a few ms for regnety_040); for a hot loop use ``inference_fn()``.
+        The traversal of the module graph is cached until any module attribute is assigned again (then it is
+        redone, a few ms for regnet_040); variable values are read on every call.
         """
-        return self.inference_fn(output_hidden_states=output_hidden_states)(x)
+        cache = _PREDICT_CACHE.setdefault(self, {})
+        version, fn = cache.get(output_hidden_states, (None, None))
+        if version == _STRUCTURE[0]:
+            return fn(x)
+        fn = self.inference_fn(output_hidden_states=output_hidden_states)
+        out = fn(x)
+        cache[output_hidden_states] = _STRUCTURE[0], fn  # after the call: tracing assigns attributes of copies
+        return out
 
     def inference_fn(self, *, output_hidden_states: bool = False):
         """A jitted ``f(x)`` for repeated inference with this model's current structure.
@@ -241,6 +267,9 @@ class RegNet(nnx.Module):
             return jitted([v.get_value() for v in variables], x)
 
         return infer
+
+
+_PREDICT_CACHE: "weakref.WeakKeyDictionary[RegNet, dict]" = weakref.WeakKeyDictionary()
 
 
 @functools.lru_cache(maxsize=32)
