@@ -145,7 +145,7 @@ class RegNet(RegNetTrunk):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier by a freshly initialised one with ``num_classes`` outputs (0 = none)."""
-        p = next(self.head.parameters(), None) or next(self.parameters())
+        p = self.stem.conv.weight
         self.num_classes = num_classes
         self.head.reset(num_classes, device=p.device, dtype=p.dtype)
         if isinstance(self.head.fc, nn.Linear):
