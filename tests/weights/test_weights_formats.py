@@ -201,34 +201,6 @@ def test_unknown_format(tmp_path):
 
 
 # -- transformers PT / TF / Flax, sharded ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def hf_dirs(tmp_path_factory):
-    """One random RegNetY-200MF saved by transformers in every format it writes (and X in PT and TF)."""
-    pytest.importorskip("transformers")
-    from transformers import FlaxRegNetForImageClassification, TFRegNetForImageClassification, TFRegNetModel
-
-    root = tmp_path_factory.mktemp("hf")
-    out = {}
-    for name in ("regnety_002", "regnetx_002"):
-        pt = hf_model(name, num_labels=10)
-        pt.save_pretrained(root / f"{name}-pt")
-        out[name, "pt"] = (root / f"{name}-pt", run(pt, X))
-        tf = TFRegNetForImageClassification.from_pretrained(root / f"{name}-pt", from_pt=True)
-        tf.save_pretrained(root / f"{name}-tf")
-        out[name, "tf"] = out[name, "pt"][0].with_name(f"{name}-tf"), out[name, "pt"][1]
-        if name == "regnety_002":  # transformers' Flax RegNet cannot build X variants
-            pt.save_pretrained(root / f"{name}-pt-sharded", max_shard_size="400KB")
-            pt.save_pretrained(root / f"{name}-bin-sharded", max_shard_size="400KB", safe_serialization=False)
-            tf.save_pretrained(root / f"{name}-tf-sharded", max_shard_size="400KB")
-            TFRegNetModel.from_pretrained(root / f"{name}-pt", from_pt=True).save_pretrained(root / f"{name}-tf-headless")
-            flax = FlaxRegNetForImageClassification.from_pretrained(root / f"{name}-pt", from_pt=True)
-            flax.save_pretrained(root / f"{name}-flax")
-            flax.save_pretrained(root / f"{name}-flax-sharded", max_shard_size="400KB")
-            for fmt in ("pt-sharded", "bin-sharded", "tf-sharded", "tf-headless", "flax", "flax-sharded"):
-                out[name, fmt] = root / f"{name}-{fmt}", out[name, "pt"][1]
-    return out
-
-
 @pytest.mark.parametrize("name, fmt, expected_format", [
     ("regnety_002", "pt", "safetensors"), ("regnety_002", "tf", "tf-h5"), ("regnety_002", "flax", "flax-msgpack"),
     ("regnety_002", "pt-sharded", "safetensors+sharded"), ("regnety_002", "bin-sharded", "pickle+sharded"),

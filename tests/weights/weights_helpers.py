@@ -70,5 +70,8 @@ def image_batch(batch: int = 2, size: int = 64, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(batch, 3, size, size)).astype(np.float32)
 
 
+X = image_batch()
+
+
 def torch_state(model) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
