@@ -84,6 +84,7 @@ class InferenceModel(nn.Module):
         self.feature_info = getattr(net, "feature_info", None)
         self.num_classes = getattr(net, "num_classes", None)
         self._run = torch.compile(net, dynamic=False) if compile else net
+        super().train(False)
 
     def train(self, mode: bool = True):
         if mode:

@@ -1,0 +1,127 @@
+"""torch.compile, torch.export, channels_last, bf16 autocast, and the inference fast path (fp32 and bf16)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import require
+
+require("torch", "timm")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+import regnet_zoo as rz  # noqa: E402
+from harness import ops, random_input, random_state, rel_err  # noqa: E402
+from regnet_zoo_torch.fast import InferenceModel, cpu_has_amx_bf16, fold_batchnorm  # noqa: E402
+
+NAME = "regnety_002"  # Y: SE blocks included
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = rz.create(NAME, num_classes=10)
+    ops("torch").load(m, random_state(NAME, num_classes=10))
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def x():
+    return torch.from_numpy(random_input(2, 64))
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return rel_err(a.detach().float().numpy(), b.detach().float().numpy())
+
+
+def test_export_classifier_hidden_states_and_features(model, x):
+    with torch.no_grad():
+        ref = model(x)
+        ref_out = model(x, output_hidden_states=True)
+    ep = torch.export.export(model, (x,))
+    assert torch.equal(ep.module()(x), ref)
+    ep = torch.export.export(model, (x,), kwargs={"output_hidden_states": True})
+    out = ep.module()(x, output_hidden_states=True)
+    assert isinstance(out, rz.RegNetOutput) and len(out.hidden_states) == 5
+    assert torch.equal(out.logits, ref_out.logits) and torch.equal(out.pooler_output, ref_out.pooler_output)
+    backbone = rz.create(NAME, features_only=True, out_indices=(0, 2, 4)).eval()
+    ep = torch.export.export(backbone, (x,))
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(ep.module()(x), backbone(x)))
+
+
+def test_compile_matches_eager(model, x):
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        assert rel(compiled(x), model(x)) <= 1e-5
+
+
+def test_channels_last(model, x):
+    cl = rz.create(NAME, num_classes=10).to(memory_format=torch.channels_last)
+    cl.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        out = cl.eval()(x.contiguous(memory_format=torch.channels_last))
+        assert rel(out, model(x)) <= 1e-5
+        maps = model(x.contiguous(memory_format=torch.channels_last), output_hidden_states=True).hidden_states
+    assert len(maps) == 5
+
+
+def test_bf16_autocast_on_cpu(model, x):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, output_hidden_states=True)
+    assert out.logits.dtype == torch.bfloat16
+    with torch.no_grad():
+        assert rel(out.logits, model(x)) <= 3e-2
+    train = rz.create(NAME, num_classes=10).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = train(x, labels=torch.tensor([1, 2])).loss
+    loss.backward()
+    assert loss.dtype == torch.float32 and train.stem.conv.weight.grad.dtype == torch.float32
+
+
+def test_fold_batchnorm_is_exact_enough(model, x):
+    import copy
+
+    folded = copy.deepcopy(model)
+    assert fold_batchnorm(folded) == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        assert rel(folded(x), model(x)) <= 1e-5
+
+
+def test_fast_path_fp32_compiled(model, x):
+    fast = model.optimize_for_inference()
+    assert isinstance(fast, InferenceModel) and fast.compiled and fast.channels_last
+    with torch.no_grad():
+        assert rel(fast(x), model(x)) <= 1e-4
+    assert model.stem.bn.running_var is not None and isinstance(model.stem.bn, nn.BatchNorm2d)  # original untouched
+    with pytest.raises(RuntimeError, match="cannot be trained"):
+        fast.train()
+    with pytest.raises(ValueError, match="expected 3 input channels"):
+        fast(torch.randn(1, 4, 64, 64))
+
+
+def test_fast_option_of_create_and_features(model, x):
+    fast = ops("torch").create(NAME, features_only=True, out_indices=(1, 3), fast=True)
+    assert isinstance(fast, InferenceModel) and [f.index for f in fast.feature_info] == [1, 3]
+    maps = ops("torch").run(fast, random_input(2, 64))
+    assert [m.shape for m in maps] == [(2, 24, 16, 16), (2, 152, 4, 4)] and maps[0].dtype == np.float32
+
+
+def test_fast_path_bf16(model, x):
+    with pytest.warns(UserWarning, match="without AMX") if not cpu_has_amx_bf16() else _no_warning():
+        fast = model.optimize_for_inference("bf16", compile=False)
+    with torch.no_grad():
+        out = fast(x)
+        assert out.dtype == torch.float32
+        assert rel(out, model(x)) <= 1e-2
+    assert all(p.dtype == torch.bfloat16 for p in fast.net.parameters())
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
