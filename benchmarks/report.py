@@ -86,7 +86,10 @@ def targets_table(targets: list[dict]) -> list[str]:
     return lines
 
 
-def other_tables(startup: dict, abstract: list[dict], load: list[dict]) -> list[str]:
+def other_tables(rows: list[dict]) -> list[str]:
+    startup = {r["name"]: r for r in rows if r["kind"] == "startup"}
+    abstract = [r for r in rows if r["kind"] == "abstract"]
+    load = [r for r in rows if r["kind"] == "load_memory"]
     lines = ["| measurement | median | min | n | others' CPU | notes |", "|---|---:|---:|---:|---:|---|"]
     for key, text in (("import_and_list", "`import regnet_zoo` + `list_variants()` (in-process)"),
                       ("cli_list", "`regnet-zoo list` (wall, fresh process)")):
@@ -131,7 +134,7 @@ def markdown(result: dict) -> str:
     noisy = [r for r in speed if r.get("noisy")]
     out = [f"# regnet-zoo benchmarks ({'quick' if result['quick'] else 'full'} run)", "",
            f"Taken {one_line(m)}.", ""]
-    if noisy or any(s.get("noisy") for s in result["startup"].values()):
+    if noisy or any(r.get("noisy") for r in rows if r["kind"] == "startup"):
         out += [f"**Warning: the machine was busy.** {len(noisy)} of {len(speed)} speed rows never got a window in "
                 f"which other processes used <= {100 * result['threshold']:.0f}% of the benchmark's cores (after "
                 f"{result['settings']['retries']} re-measurement(s)); those rows are marked `noisy` and their ratios "
@@ -148,8 +151,7 @@ def markdown(result: dict) -> str:
     out += ["", "## Speed", ""]
     out += speed_table(rows)
     out += ["", "## Start-up and memory", ""]
-    out += other_tables(result["startup"], [r for r in rows if r["kind"] == "abstract"],
-                        [r for r in rows if r["kind"] == "load_memory"])
+    out += other_tables(rows)
     out += ["", "## Contenders", ""]
     out += [f"- `{c.name}`: {c.what}" + (f" (baseline: `{c.baseline}`)" if c.baseline else " (a baseline)")
             for c in CONTENDERS]
@@ -169,3 +171,9 @@ def write(result: dict, out_dir: Path, name: str) -> tuple[Path, Path]:
         os.replace(tmp, path)
         paths.append(path)
     return paths[0], paths[1]
+
+
+if __name__ == "__main__":  # re-render a result file: python benchmarks/report.py benchmarks/results/latest.json
+    import sys
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))

@@ -210,19 +210,19 @@ def main(argv=None) -> int:
 
         t0 = time.perf_counter()
         res = quietest(lambda: launch(spec, env, st.timeout, log), st, cores, args.threshold, patience, on_attempt)
-        res.update(kind="speed", contender=c.name, family=c.family, case=case.as_dict(), case_key=case.key)
+        res = {"kind": "speed", "contender": c.name, "family": c.family, "case": case.as_dict(), "case_key": case.key,
+               **res}
         rows.append(res)
         what = (f"{res['median_ms']:9.1f} ms  others {100 * res['idle']['others_share']:3.0f}%"
                 + ("  NOISY" if res.get("noisy") else "")) if res["status"] == "ok" else \
             f"{res['status']}: {res.get('error', '')}"
         print(f"[{i:2d}/{total}] {case.key:32s} {c.name:15s} {what}  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
-    startup_res: dict = {}
     if "startup" in parts:
         env = worker_env(None, threads, device)
         for key, fn in (("import_and_list", startup.import_and_list), ("cli_list", startup.cli_list)):
             res = quietest(lambda fn=fn: fn(cores, st.cli_repeats, env), st, cores, args.threshold, patience)
-            startup_res[key] = res
+            rows.append({"kind": "startup", "name": key, **res})
             print(f"[startup] {key:16s} " + (f"{res['median_s']:.3f} s  others {100 * res['idle']['others_share']:.0f}%"
                                              + ("  NOISY" if res.get("noisy") else "")
                                              if res["status"] == "ok" else f"{res['status']}: {res.get('error')}"),
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
             res = launch(spec, worker_env(c.family, threads, "cpu"), st.timeout, log)
             if res["status"] == "ok":  # a single build of ~0.1-2 s: flagged, not re-measured
                 res["noisy"] = res["idle"]["others_share"] > args.threshold
-            res.update(kind="abstract", contender=cname, family=c.family, model=ABSTRACT_MODEL)
+            res = {"kind": "abstract", "contender": cname, "family": c.family, "model": ABSTRACT_MODEL, **res}
             rows.append(res)
             print(f"[abstract] {ABSTRACT_MODEL} {cname:12s} " + (
                 f"{res['build_s']:.3f} s, peak RSS {res['peak_rss_mb']:.0f} MB "
@@ -258,14 +258,17 @@ def main(argv=None) -> int:
     report.add_ratios(rows)
     result = {"quick": args.quick, "machine": mach, "settings": st.as_dict(), "threshold": args.threshold,
               "command": " ".join(["python", "benchmarks/run.py"] + (argv if argv is not None else sys.argv[1:])),
-              "rows": rows, "startup": startup_res}
-    result["targets"] = targets.evaluate(rows, startup_res, mach)
+              "rows": rows}
+    result["targets"] = targets.evaluate(rows, mach)
     result["patience_exhausted"] = patience.exhausted
     result["wall_s"] = time.perf_counter() - t_run
     json_path, md_path = report.write(result, Path(args.out), name)
     print()
     print(report.markdown(result))
     print(f"wrote {json_path} and {md_path} ({result['wall_s']:.0f} s)")
+    if args.quick and result["wall_s"] > 300:
+        print(f"note: this --quick run took {result['wall_s']:.0f} s (> 5 min)"
+              + (": the machine was busy (see the noisy rows)" if any(r.get("noisy") for r in rows) else ""))
     return 0
 
 

@@ -72,7 +72,7 @@ def _why_missing(r: dict | None, name: str) -> str:
     return f"{r['status']}: {name}: {r.get('error', '')}".rstrip(": ")
 
 
-def evaluate(rows: list[dict], startup: dict, machine: dict) -> list[dict]:
+def evaluate(rows: list[dict], machine: dict) -> list[dict]:
     out = []
     for t in SPEED_TARGETS:
         for model in t.models:
@@ -97,11 +97,13 @@ def evaluate(rows: list[dict], startup: dict, machine: dict) -> list[dict]:
                                                   t.contender if not row or row["status"] != "ok" else t.baseline)
                 else:
                     rec["verdict"] = "PASS" if r["ratio"] >= t.minimum else "FAIL"
-                    if r["low"] < t.minimum <= r["high"]:
-                        rec["verdict"] += " (within noise)"
+                    within = r["low"] < t.minimum <= r["high"]
                     if r["noisy"]:
-                        rec["verdict"] = f"inconclusive: noisy (measured {rec['verdict']})"
+                        rec["verdict"] = f"inconclusive: noisy (measured {rec['verdict']}{', within noise' if within else ''})"
+                    elif within:
+                        rec["verdict"] += " (within noise)"
                 out.append(rec)
+    startup = {r["name"]: r for r in rows if r.get("kind") == "startup"}
     for t in TIME_TARGETS:
         s = startup.get(t.key)
         rec = {"target": f"{t.text} < {t.maximum_s:g} s", "maximum_s": t.maximum_s}
