@@ -3,6 +3,9 @@
 Importing this package imports no framework; ``create`` imports the one it needs.
 """
 
+import sys
+import types
+
 from .api import create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
 from .errors import (
     FrameworkNotInstalledError,
@@ -36,6 +39,20 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'regnet_zoo' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """``rz.preprocess`` is the function, though a submodule has the same name: importing ``regnet_zoo.preprocess``
+    would otherwise rebind the package attribute to the module. The module stays importable by name
+    (``from regnet_zoo.preprocess import SAMPLE_IMAGE``)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "preprocess" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "ArchPlan", "BlockPlan", "BuildRequest", "FeatureInfo", "Framework", "FrameworkInfo",

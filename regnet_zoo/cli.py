@@ -294,6 +294,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     fw = get_host().framework(args.framework)
     pretrained: Any = args.weights if args.weights else True
+    res = api.resolve(args.model)
+    if args.weights:
+        from .weights.checkpoint import read_checkpoint
+
+        classes = read_checkpoint(args.weights).num_classes
+    else:
+        tag = res.tag or res.variant.default_tag
+        classes = res.variant.weights[tag].num_classes if tag else 1
+    if classes == 0:
+        tagged = [f"{res.variant.name}.{t}" for t, w in res.variant.weights.items() if w.num_classes]
+        raise ValueError(f"{args.weights or args.model} has no classifier (a feature trunk); predict needs one"
+                         + (f", e.g. --model {tagged[0]}" if tagged else ""))
     model = api.create(args.model, framework=fw.name, pretrained=pretrained)
     cfg = data_config(args.model)
     x = preprocess(args.image, cfg)
@@ -307,7 +319,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     top = np.argsort(-probs, kind="stable")[: args.top]
     rows = [{"rank": r + 1, "index": int(i), "label": labels[i], "probability": float(probs[i]),
              "logit": float(logits[i])} for r, i in enumerate(top)]
-    name = api.resolve(args.model)
+    name = res
     weights = args.weights or f"{name.variant.name}.{name.tag or name.variant.default_tag}"
     if args.json:
         print(json.dumps({"image": args.image, "model": name.variant.name, "weights": weights, "framework": fw.name,
