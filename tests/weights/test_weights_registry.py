@@ -42,7 +42,7 @@ def test_default_tags_follow_timm_order():
     for name in rz.list_variants():
         if name not in timm.list_models():
             continue
-        timm_order = list(get_arch_pretrained_cfgs(name))
+        timm_order = [t.split(".", 1)[1] for t in get_arch_pretrained_cfgs(name)]
         ours = [t for t, w in rz.get_variant(name).weights.items() if w.keys == "timm"]
         assert ours == timm_order, name
 
