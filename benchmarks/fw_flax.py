@@ -17,7 +17,7 @@ from prepared import Prepared, hf_config, seeded_input, seeded_labels
 jax = jnp = None
 
 
-def prepare(threads: int, device: str) -> dict:
+def prepare(threads: int, device: str, contender: str) -> dict:
     global jax, jnp
     import flax
     import jax as _jax

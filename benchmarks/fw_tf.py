@@ -17,12 +17,13 @@ from prepared import Prepared, hf_config, seeded_input, seeded_labels
 tf = None
 
 
-def prepare(threads: int, device: str) -> dict:
+def prepare(threads: int, device: str, contender: str) -> dict:
     global tf
-    try:
-        import regnet_zoo_tf._tf  # noqa: F401  (the plugin's safe TF + Keras 3 import: triton first, TF backend)
-    except ImportError:
-        pass
+    if contender.startswith("rz-"):
+        try:
+            import regnet_zoo_tf._tf  # noqa: F401  (the plugin's TF + Keras 3 import: triton first, TF backend)
+        except ImportError:
+            pass
     import tensorflow
 
     tf = tensorflow
@@ -30,9 +31,16 @@ def prepare(threads: int, device: str) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     if device == "cuda" and not tf.config.list_physical_devices("GPU"):
         raise Unavailable("TensorFlow sees no GPU (a CPU-only TensorFlow would be compared with CUDA torch)")
-    import keras
+    versions = {"tensorflow": tf.__version__}
+    if contender.startswith("rz-"):
+        import keras
 
-    return {"tensorflow": tf.__version__, "keras": keras.__version__}
+        versions["keras"] = keras.__version__
+    else:
+        import tf_keras
+
+        versions["tf_keras"] = tf_keras.__version__
+    return versions
 
 
 # -- how each contender's model and inference call are made (adjust here when the plugin's API changes) ----------

@@ -17,7 +17,7 @@ from contenders import INFER, Unavailable
 from prepared import Prepared, hf_config, seeded_input, seeded_labels
 
 
-def prepare(threads: int, device: str) -> dict:
+def prepare(threads: int, device: str, contender: str) -> dict:
     torch.set_num_threads(threads)
     if device == "cuda" and not torch.cuda.is_available():
         raise Unavailable("torch sees no CUDA device")

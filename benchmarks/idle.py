@@ -103,3 +103,23 @@ def wait_for_quiet(cores: list[int], threshold: float, max_wait: float, sample: 
         if share <= threshold or time.monotonic() >= deadline:
             return share <= threshold, share
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def gpu_other_processes() -> list[int] | None:
+    """PIDs of other processes with a compute context on an NVIDIA GPU (``nvidia-smi``), or None when that cannot
+    be asked. Inside a container the GPU's other users may be invisible: this check can miss them."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-compute-apps=pid", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    pids = [int(p) for p in out.stdout.split() if p.strip().isdigit()]
+    return [p for p in pids if p != os.getpid()]

@@ -126,10 +126,10 @@ def quietest(run_once, st, cores, threshold: float, patience: Patience, on_attem
         res["pre_share"] = round(pre, 4)
         results.append(res)
         on_attempt(i, res)
-        if res["idle"]["others_share"] <= threshold:
+        if res["idle"]["others_share"] <= threshold and not res["idle"].get("gpu_other_pids"):
             break
     best = dict(min(results, key=lambda r: r["idle"]["others_share"]))
-    best["noisy"] = best["idle"]["others_share"] > threshold
+    best["noisy"] = best["idle"]["others_share"] > threshold or bool(best["idle"].get("gpu_other_pids"))
     best["attempts"] = [_summary(r) for r in results]
     return best
 

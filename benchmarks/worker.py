@@ -59,7 +59,7 @@ def run_speed(spec: dict) -> dict:
     contender = BY_NAME[spec["contender"]]
     case = Case(spec["model"], spec["batch"], spec["mode"], spec["size"])
     fw = _fw(contender.family)
-    versions = fw.prepare(spec["threads"], spec["device"])
+    versions = fw.prepare(spec["threads"], spec["device"], contender.name)
     bench = fw.build(contender.name, case, spec["device"])
 
     t0 = time.perf_counter()
@@ -83,6 +83,11 @@ def run_speed(spec: dict) -> dict:
                 or (n >= MIN_SLOW_REPEATS and elapsed >= st["max_window"]):
             break
     window.stop()
+    idle_info = window.as_dict()
+    if spec["device"] == "cuda":  # sampled while our context is still alive
+        from idle import gpu_other_processes
+
+        idle_info["gpu_other_pids"] = gpu_other_processes()
 
     s = sorted(times)
     median = statistics.median(s)
@@ -90,7 +95,7 @@ def run_speed(spec: dict) -> dict:
         "median_ms": median * 1e3, "p25_ms": _percentile(s, 0.25) * 1e3, "p75_ms": _percentile(s, 0.75) * 1e3,
         "min_ms": s[0] * 1e3, "n": len(s), "img_per_s": case.batch / median,
         "create_s": bench.create_s, "first_call_s": first_call_s, "params": bench.params, "notes": bench.notes,
-        "idle": window.as_dict(), "peak_rss_mb": _peak_rss_mb(), "versions": versions,
+        "idle": idle_info, "peak_rss_mb": _peak_rss_mb(), "versions": versions,
         "times_ms": [round(t * 1e3, 3) for t in times],
     }
 
@@ -114,7 +119,7 @@ def run_abstract(spec: dict) -> dict:
 
     contender = BY_NAME[spec["contender"]]
     fw = _fw(contender.family)
-    versions = fw.prepare(spec["threads"], "cpu")
+    versions = fw.prepare(spec["threads"], "cpu", contender.name)
     import regnet_zoo  # noqa: F401
 
     if contender.name.startswith("hf-"):
