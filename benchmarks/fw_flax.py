@@ -4,7 +4,8 @@ Inference: regnet-zoo through ``model.predict`` (the plugin's jitted path, NHWC)
 ``jax.jit(lambda p, x: model(x, params=p, train=False).logits)`` (NCHW, HF's API). A training step is
 forward in training mode (BN batch statistics, updated), cross-entropy, gradients of the parameters, no optimiser
 update: regnet-zoo with the NNX idiom (``nnx.jit`` + ``nnx.value_and_grad``), HF with
-``jax.jit(jax.value_and_grad(loss, has_aux=True))`` over its params / batch_stats dicts. Every call ends with ``jax.block_until_ready``.
+``jax.jit(jax.value_and_grad(loss, has_aux=True))`` over its params / batch_stats dicts. Every call ends with
+``jax.block_until_ready``.
 """
 
 from __future__ import annotations

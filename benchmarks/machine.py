@@ -58,7 +58,8 @@ def gpu_name() -> str | None:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=20).stdout.strip()
+        out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=20)
+        return out.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return ""
 
@@ -99,4 +100,5 @@ def one_line(m: dict) -> str:
     dev = m["device"] + (f" ({m['gpu']})" if m.get("gpu") else "")
     return (f"{m['date']}, {m['cpu']}, {len(m['cores_used'])} of {m['logical_cpus']} logical CPUs, "
             f"{m['ram_gb']} GB RAM, AMX: {'yes' if m['amx_bf16'] else 'no'}, device: {dev}, "
-            f"regnet-zoo {m['versions'].get('regnet-zoo', '?')} @ {m['git_commit']}{' (dirty)' if m['git_dirty'] else ''}")
+            f"regnet-zoo {m['versions'].get('regnet-zoo', '?')} @ {m['git_commit']}"
+            f"{' (uncommitted changes)' if m['git_dirty'] else ''}")

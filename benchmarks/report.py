@@ -90,7 +90,7 @@ def other_tables(rows: list[dict]) -> list[str]:
     startup = {r["name"]: r for r in rows if r["kind"] == "startup"}
     abstract = [r for r in rows if r["kind"] == "abstract"]
     load = [r for r in rows if r["kind"] == "load_memory"]
-    lines = ["| measurement | median | min | n | others' CPU | notes |", "|---|---:|---:|---:|---:|---|"]
+    lines = ["| measurement | median | min | n | others' CPU | notes |", "|---|---:|---:|---:|---:|---|"] if startup else []
     for key, text in (("import_and_list", "`import regnet_zoo` + `list_variants()` (in-process)"),
                       ("cli_list", "`regnet-zoo list` (wall, fresh process)")):
         s = startup.get(key)
@@ -101,7 +101,8 @@ def other_tables(rows: list[dict]) -> list[str]:
             continue
         notes = []
         if key == "import_and_list":
-            notes.append(f"{s['variants']} variants; frameworks imported: {', '.join(s['frameworks_loaded']) or 'none'}")
+            loaded = ", ".join(s["frameworks_loaded"]) or "none"
+            notes.append(f"{s['variants']} variants; frameworks imported: {loaded}")
         if s.get("noisy"):
             notes.append("noisy")
         lines.append(f"| {text} | {s['median_s']:.3f} s | {s['min_s']:.3f} s | {s['n']} | "
@@ -118,13 +119,19 @@ def other_tables(rows: list[dict]) -> list[str]:
                          f"{_f(a.get('params') / 1e9, '.2f') + ' B' if ok and a.get('params') else '-'} | "
                          f"{_pct(a.get('idle', {}).get('others_share')) if ok else '-'} | {_status(a)} |")
     if load:
-        lines += ["", "Checkpoint loading (peak RSS, from `benchmarks/load_memory.py`):", "",
-                  "| measurement | result |", "|---|---|"]
+        lines += ["", "Loading a large checkpoint into a built model (from `benchmarks/load_memory.py`; extra peak RSS "
+                      "over the RSS before loading, as a multiple of the file size):", "",
+                  "| load | file MB | extra peak RSS MB | x file size | target | load s | status |",
+                  "|---|---:|---:|---:|---|---:|---|"]
         for rec in load:
-            name = rec.get("name") or rec.get("contender") or "load"
-            detail = rec.get("error") if rec.get("status") not in (None, "ok") else ", ".join(
-                f"{k}={v}" for k, v in rec.items() if k not in ("name", "kind", "status"))
-            lines.append(f"| {name} | {detail} |")
+            name = rec.get("name", "checkpoint load")
+            if rec.get("status", "ok") != "ok":
+                lines.append(f"| {name} | - | - | - | - | - | {_status(rec)} |")
+                continue
+            target = (f"<= {rec['target_ratio']:g}x: {rec.get('verdict', '?')}" if rec.get("target_ratio") is not None
+                      else rec.get("verdict", ""))
+            lines.append(f"| {name} | {_f(rec.get('weights_mb'), '.0f')} | {_f(rec.get('extra_peak_mb'), '.0f')} | "
+                         f"{_f(rec.get('ratio'), '.2f')} | {target} | {_f(rec.get('seconds'), '.1f')} | ok |")
     return lines
 
 

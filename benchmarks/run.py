@@ -80,60 +80,6 @@ def _tail(text, n: int = 15) -> str:
     return "\n".join((text or "").strip().splitlines()[-n:])
 
 
-def _summary(r: dict) -> dict:
-    out = {"others_share": r["idle"]["others_share"], "pre_share": r.get("pre_share")}
-    for k in ("median_ms", "median_s"):
-        if k in r:
-            out[k] = round(r[k], 4)
-    return out
-
-
-class Patience:
-    """A run-wide budget of seconds spent waiting for quiet and re-measuring noisy rows, so that a run on a busy
-    machine still ends in bounded time (its rows are then flagged ``noisy`` instead of retried)."""
-
-    def __init__(self, seconds: float):
-        self.left = seconds
-        self.exhausted = False
-
-    def spend(self, seconds: float) -> None:
-        self.left -= seconds
-        if self.left <= 0:
-            self.exhausted = True
-
-
-def quietest(run_once, st, cores, threshold: float, patience: Patience, on_attempt=lambda i, r: None) -> dict:
-    """Run a measurement (after waiting for quiet) until its window is quiet or the retries are used up.
-
-    Keeps the attempt whose window was quietest (never the fastest), flags it ``noisy`` when even that one saw
-    others above ``threshold``, and lists every attempt under ``attempts``. A failed attempt stops the retries."""
-    results = []
-    for i in range(1 + st.retries):
-        if i > 0 and patience.exhausted:
-            break
-        t0 = time.perf_counter()
-        quiet, pre = idle.wait_for_quiet(cores, threshold, min(st.quiet_wait, max(0.0, patience.left)))
-        if not quiet or i > 0:
-            patience.spend(time.perf_counter() - t0)
-        t1 = time.perf_counter()
-        res = run_once()
-        if i > 0:
-            patience.spend(time.perf_counter() - t1)
-        if res.get("status") != "ok":
-            if not results:
-                return res
-            break
-        res["pre_share"] = round(pre, 4)
-        results.append(res)
-        on_attempt(i, res)
-        if res["idle"]["others_share"] <= threshold and not res["idle"].get("gpu_other_pids"):
-            break
-    best = dict(min(results, key=lambda r: r["idle"]["others_share"]))
-    best["noisy"] = best["idle"]["others_share"] > threshold or bool(best["idle"].get("gpu_other_pids"))
-    best["attempts"] = [_summary(r) for r in results]
-    return best
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -195,7 +141,7 @@ def main(argv=None) -> int:
           + (f" (> {100 * args.threshold:.0f}%: rows will wait / be re-measured / be flagged 'noisy')"
              if share > args.threshold else ""), flush=True)
 
-    patience = Patience(st.patience)
+    patience = idle.Patience(st.patience)
     rows: list[dict] = []
     total = len(plan)
     for i, (case, c) in enumerate(plan, 1):
@@ -209,7 +155,7 @@ def main(argv=None) -> int:
                       f"{100 * r['idle']['others_share']:.0f}%", flush=True)
 
         t0 = time.perf_counter()
-        res = quietest(lambda: launch(spec, env, st.timeout, log), st, cores, args.threshold, patience, on_attempt)
+        res = idle.quietest(lambda: launch(spec, env, st.timeout, log), st, cores, args.threshold, patience, on_attempt)
         res = {"kind": "speed", "contender": c.name, "family": c.family, "case": case.as_dict(), "case_key": case.key,
                **res}
         rows.append(res)
@@ -221,7 +167,7 @@ def main(argv=None) -> int:
     if "startup" in parts:
         env = worker_env(None, threads, device)
         for key, fn in (("import_and_list", startup.import_and_list), ("cli_list", startup.cli_list)):
-            res = quietest(lambda fn=fn: fn(cores, st.cli_repeats, env), st, cores, args.threshold, patience)
+            res = idle.quietest(lambda fn=fn: fn(cores, st.cli_repeats, env), st, cores, args.threshold, patience)
             rows.append({"kind": "startup", "name": key, **res})
             print(f"[startup] {key:16s} " + (f"{res['median_s']:.3f} s  others {100 * res['idle']['others_share']:.0f}%"
                                              + ("  NOISY" if res.get("noisy") else "")

@@ -99,7 +99,8 @@ def evaluate(rows: list[dict], machine: dict) -> list[dict]:
                     rec["verdict"] = "PASS" if r["ratio"] >= t.minimum else "FAIL"
                     within = r["low"] < t.minimum <= r["high"]
                     if r["noisy"]:
-                        rec["verdict"] = f"inconclusive: noisy (measured {rec['verdict']}{', within noise' if within else ''})"
+                        band = ", within noise" if within else ""
+                        rec["verdict"] = f"inconclusive: noisy (measured {rec['verdict']}{band})"
                     elif within:
                         rec["verdict"] += " (within noise)"
                 out.append(rec)
