@@ -52,7 +52,8 @@ def unwrap(obj: Any, origin: str = "checkpoint") -> tuple[dict[str, Any], str | 
     arrays = flatten(obj)
     if arrays:
         return _strip_module(arrays), None
-    raise WeightsError(f"{origin}: no tensors found (top-level entries: {', '.join(map(str, list(obj)[:10])) or 'none'})")
+    entries = ", ".join(map(str, list(obj)[:10])) or "none"
+    raise WeightsError(f"{origin}: no tensors found (top-level entries: {entries})")
 
 
 def _strip_module(state: dict[str, Any]) -> dict[str, Any]:

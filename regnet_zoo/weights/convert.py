@@ -39,8 +39,8 @@ def open_source(source: str | os.PathLike, *, keys: str | None = None, bgr: bool
         res = resolve(str(source))
     except UnknownVariantError as e:
         if str(source).count("/") != 1:
-            raise WeightsError(f"{str(source)!r} is neither an existing path nor a variant, weight tag or hub repository "
-                               f"id ({e})") from None
+            raise WeightsError(f"{str(source)!r} is neither an existing path nor a variant, weight tag or hub "
+                               f"repository id ({e})") from None
         return read_checkpoint(hub.fetch(str(source)), keys=keys, bgr=bgr)
     tag = res.tag or res.variant.default_tag
     if tag is None:

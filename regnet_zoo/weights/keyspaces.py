@@ -180,7 +180,8 @@ _TV_LAYER = {"a": "conv1", "b": "conv2", "c": "conv3"}
 _TV_RULES = [
     (re.compile(r"stem\.0\.weight"), lambda m: "stem.conv.weight"),
     (re.compile(rf"stem\.1\.{_BN}"), lambda m: f"stem.bn.{m.group(1)}"),
-    (re.compile(_TV_BLOCK + r"proj\.0\.weight"), lambda m: f"{_block(m.group(1), int(m.group(2)) + 1)}.downsample.conv.weight"),
+    (re.compile(_TV_BLOCK + r"proj\.0\.weight"),
+     lambda m: f"{_block(m.group(1), int(m.group(2)) + 1)}.downsample.conv.weight"),
     (re.compile(_TV_BLOCK + rf"proj\.1\.{_BN}"),
      lambda m: f"{_block(m.group(1), int(m.group(2)) + 1)}.downsample.bn.{m.group(3)}"),
     (re.compile(_TV_BLOCK + r"f\.([abc])\.0\.weight"),
@@ -228,7 +229,8 @@ _PYCLS_RULES = [
     (re.compile(r"stem\.conv\.weight"), lambda m: "stem.conv.weight"),
     (re.compile(rf"stem\.bn\.{_BN}"), lambda m: f"stem.bn.{m.group(1)}"),
     (re.compile(_PYCLS_BLOCK + r"proj\.weight"), lambda m: f"{_block(m.group(1), m.group(2))}.downsample.conv.weight"),
-    (re.compile(_PYCLS_BLOCK + rf"bn\.{_BN}"), lambda m: f"{_block(m.group(1), m.group(2))}.downsample.bn.{m.group(3)}"),
+    (re.compile(_PYCLS_BLOCK + rf"bn\.{_BN}"),
+     lambda m: f"{_block(m.group(1), m.group(2))}.downsample.bn.{m.group(3)}"),
     (re.compile(_PYCLS_BLOCK + r"f\.([abc])\.weight"),
      lambda m: f"{_block(m.group(1), m.group(2))}.{_TV_LAYER[m.group(3)]}.conv.weight"),
     (re.compile(_PYCLS_BLOCK + rf"f\.([abc])_bn\.{_BN}"),
@@ -277,7 +279,8 @@ _VISSL_RULES = [
      lambda m: f"{_block(m.group(1), int(m.group(2)) + 1)}.{_TV_LAYER[m.group(3)]}.bn.{m.group(4)}"),
     (re.compile(_VISSL_BLOCK + r"f\.se\.excitation\.([02])\.(weight|bias)"),
      lambda m: f"{_block(m.group(1), int(m.group(2)) + 1)}.se.fc{1 if m.group(3) == '0' else 2}.{m.group(4)}"),
-    (re.compile(_VISSL_BLOCK + r"f\.c\.weight"), lambda m: f"{_block(m.group(1), int(m.group(2)) + 1)}.conv3.conv.weight"),
+    (re.compile(_VISSL_BLOCK + r"f\.c\.weight"),
+     lambda m: f"{_block(m.group(1), int(m.group(2)) + 1)}.conv3.conv.weight"),
     (re.compile(_VISSL_BLOCK + rf"f\.final_bn\.{_BN}"),
      lambda m: f"{_block(m.group(1), int(m.group(2)) + 1)}.conv3.bn.{m.group(3)}"),
     (re.compile(r"heads\.0\.clf\.0\.(weight|bias)"), lambda m: f"head.fc.{m.group(1)}"),
@@ -295,7 +298,8 @@ def vissl_to_canonical(state: Mapping[str, Any], origin: str = "checkpoint") -> 
             continue
         cleaned[k] = value
     out = _rename(cleaned, _VISSL_RULES, "vissl", origin)
-    notes = [f"dropped {len(dropped)} self-supervised head tensor(s) (e.g. {dropped[0]}): not a classifier"] if dropped else []
+    notes = [f"dropped {len(dropped)} self-supervised head tensor(s) (e.g. {dropped[0]}): not a classifier"
+             ] if dropped else []
     return Converted(out, "vissl", tuple(notes))
 
 
@@ -321,8 +325,8 @@ KEY_SPACES: dict[str, KeySpace] = {
     "pycls": KeySpace("pycls", "pycls AnyNet/RegNet .pyth (s1.b1.f.a, f.a_bn, f.se.f_ex); BGR stem",
                       re.compile(r"s1\.b1\.f\.a\.weight"), pycls_to_canonical),
     "vissl": KeySpace("vissl", "VISSL / ClassyVision SEER trunks (_feature_blocks.res2.block1-0.f.a.0, f.final_bn)",
-                      re.compile(r"(?:.*\.)?(?:_feature_blocks\.res2|trunk_output\.block1)\.block1-(?:part\d+\.block1-)?0\."
-                                 r"(?:.*\.)?f\.final_bn\.weight"), vissl_to_canonical),
+                      re.compile(r"(?:.*\.)?(?:_feature_blocks\.res2|trunk_output\.block1)\."
+                                 r"block1-(?:part\d+\.block1-)?0\.(?:.*\.)?f\.final_bn\.weight"), vissl_to_canonical),
 }
 
 

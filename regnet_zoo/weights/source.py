@@ -16,7 +16,8 @@ log = logging.getLogger("regnet_zoo.weights")
 
 
 def _checked(ck: Checkpoint, variant: Variant) -> WeightSource:
-    if ck.config is not None and ck.variant is not None and ck.variant != variant.name:
+    from_config = ck.config is not None and ck.config.get("model_type") == "regnet"
+    if from_config and ck.variant != variant.name:
         raise WeightsError(f"{ck.origin} holds weights for {ck.variant} (from its config.json), not {variant.name}; "
                            f"use create({ck.variant!r}, ...) or rz.from_pretrained({ck.origin!r})")
     match.check_variant(ck.state, variant.name, ck.origin)

@@ -18,9 +18,7 @@ from regnet_zoo.weights import pickle_io, safetensors_io
 from regnet_zoo.weights.checkpoint import read_checkpoint
 from regnet_zoo.weights.pickle_io import UnsafeCheckpointError
 from regnet_zoo.weights.safetensors_io import CorruptCheckpointError
-from weights_helpers import hf_model, image_batch, run, timm_model, timm_with
-
-X = image_batch()
+from weights_helpers import X, run, timm_model, timm_with
 
 
 # -- safetensors -----------------------------------------------------------------------------------------------------
@@ -39,7 +37,8 @@ def test_safetensors_round_trip_with_the_reference_library(tmp_path):
                                 tmp_path / "theirs.safetensors")
     ours = safetensors_io.load(tmp_path / "theirs.safetensors")
     for k, v in sample.items():
-        assert theirs[k].shape == ours[k].shape == v.shape and np.array_equal(theirs[k], v) and np.array_equal(ours[k], v)
+        assert theirs[k].shape == ours[k].shape == v.shape
+        assert np.array_equal(theirs[k], v) and np.array_equal(ours[k], v)
     assert [p.name for p in tmp_path.iterdir()] != [] and not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 
@@ -73,7 +72,8 @@ def test_safetensors_damage(tmp_path, damage, message):
 
 
 def test_safetensors_overlapping_offsets(tmp_path):
-    header = b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}'
+    header = (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+              b'"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}')
     (tmp_path / "x.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(12))
     with pytest.raises(CorruptCheckpointError, match="overlap"):
         safetensors_io.load(tmp_path / "x.safetensors")
@@ -162,7 +162,7 @@ def test_numpy_unpickler_runs_without_torch(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"  # torch unimportable in this process
             "from regnet_zoo.weights.checkpoint import read_checkpoint\n"
             f"ck = read_checkpoint({str(tmp_path / 'm.pth')!r})\n"
-            "print(ck.key_space, ck.variant, len(ck.state), 'torch' in sys.modules and sys.modules['torch'] is not None)")
+            "print(ck.key_space, ck.variant, len(ck.state), sys.modules.get('torch') is not None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["timm", "regnetx_002", "222", "False"]

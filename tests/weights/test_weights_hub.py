@@ -11,14 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REVISION, torch  # noqa: F401
+from conftest import torch  # noqa: F401
 import regnet_zoo as rz
 from regnet_zoo.errors import UnknownVariantError, WeightsError
 from regnet_zoo.weights import hub, safetensors_io
-from weights_helpers import hf_model, image_batch, run, timm_model, torch_state
+from weights_helpers import X, hf_model, run, timm_model, torch_state
 
 pytest.importorskip("timm")
-X = image_batch()
 
 
 @pytest.fixture(scope="module")

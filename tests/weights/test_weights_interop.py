@@ -20,8 +20,8 @@ from weights_helpers import SMALL, hf_model, image_batch, run, timm_model, torch
 
 pytest.importorskip("transformers")
 X = image_batch()
-FRAMEWORKS = [f for f, mods in (("torch", ("torch", "timm")), ("tf", ("tensorflow", "keras")), ("flax", ("jax", "flax")))
-              if all(importlib.util.find_spec(m) for m in mods)]
+REQUIRES = {"torch": ("torch", "timm"), "tf": ("tensorflow", "keras"), "flax": ("jax", "flax")}
+FRAMEWORKS = [f for f, mods in REQUIRES.items() if all(importlib.util.find_spec(m) for m in mods)]
 
 
 def _run(framework: str, model, x=X) -> np.ndarray:
@@ -119,8 +119,8 @@ def test_wrong_variant_lists_keys_and_names_the_right_one(tmp_path):
     message = str(e.value)
     assert "missing keys (52): s1.b1.se.fc1.weight" in message and "(the model is regnety_002)" in message
     assert "these weights fit variant 'regnetx_002': create('regnetx_002', ...)" in message
-    with pytest.raises(WeightsError, match=r"mis-shaped keys \(216\): s1.b1.conv1.conv.weight: checkpoint \(24, 32, 1, 1\), "
-                                           r"model \(32, 32, 1, 1\)"):
+    with pytest.raises(WeightsError, match=r"mis-shaped keys \(216\): s1.b1.conv1.conv.weight: checkpoint "
+                                           r"\(24, 32, 1, 1\), model \(32, 32, 1, 1\)"):
         rz.create("regnetx_004", "torch", pretrained=tmp_path / "x.safetensors")
 
 
