@@ -9,6 +9,7 @@ bfloat16 variant for CPUs with AMX and for GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import warnings
@@ -69,6 +70,17 @@ def fold_batchnorm(model: nn.Module) -> int:
     return count
 
 
+def _freezing(enabled: bool):
+    """Inductor "freezing" while a compiled model (re)compiles: weights become constants, so convolutions run as
+    oneDNN kernels with prepacked weights and fused bias / ReLU / residual-add post-ops. (Passing it through
+    ``torch.compile(options=...)`` is not honoured in torch 2.14, hence the config patch around each call.)"""
+    if not enabled:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(freezing=True)
+
+
 class InferenceModel(nn.Module):
     """An optimised, inference-only copy of a regnet-zoo model (see ``optimize_for_inference``)."""
 
@@ -97,10 +109,10 @@ class InferenceModel(nn.Module):
         x = x.to(self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
+        with torch.inference_mode(), _freezing(self.compiled):
             out = self._run(x)
         if isinstance(out, (list, tuple)):
-            return [t.float().contiguous() for t in out]
+            return [t.float() for t in out]
         return out.float()
 
 
@@ -124,8 +136,7 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32", *, compile
     net = copy.deepcopy(model).eval()
     net.requires_grad_(False)
     fold_batchnorm(net)
-    if precision == "bf16":
-        net = net.to(torch.bfloat16)
+    net = net.to(torch.bfloat16 if precision == "bf16" else torch.float32)  # BN was folded in the model's dtype
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     return InferenceModel(net, precision, channels_last, compile)
