@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
-try:  # torch._dynamo pulls in triton, which segfaults when imported after TensorFlow (DESIGN.md, pitfalls)
-    import torch
-    import torch._dynamo  # noqa: F401
+try:  # torch._dynamo pulls in triton, which segfaults when imported after TensorFlow (DESIGN.md, pitfalls);
+    import torch  # transformers imports it, so it must come first (tests/conftest.py imports only torch)
+
+    if "tensorflow" not in sys.modules:
+        import torch._dynamo  # noqa: F401
 except ImportError:
     torch = None
 
