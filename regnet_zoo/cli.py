@@ -292,6 +292,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .frameworks import import_object
     from .preprocess import data_config, preprocess
 
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
     fw = get_host().framework(args.framework)
     pretrained: Any = args.weights if args.weights else True
     res = api.resolve(args.model)

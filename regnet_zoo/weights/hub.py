@@ -49,10 +49,14 @@ def fetch(repo_id: str, revision: str | None = None, filename: str | None = None
     """Local path of the weights of ``repo_id``: its snapshot directory, or ``filename`` in it when given."""
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
-        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
     except ImportError:
         raise WeightsError("downloading weights needs huggingface_hub: pip install huggingface_hub") from None
+    try:
+        from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
+                                            RepositoryNotFoundError, RevisionNotFoundError)
+    except ImportError:  # huggingface_hub < 0.24
+        from huggingface_hub.utils import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
+                                           RepositoryNotFoundError, RevisionNotFoundError)
     try:
         if filename:
             path = Path(hf_hub_download(repo_id, filename, revision=revision))
