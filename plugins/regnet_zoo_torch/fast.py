@@ -95,7 +95,8 @@ class InferenceModel(nn.Module):
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.feature_info = getattr(net, "feature_info", None)
         self.num_classes = getattr(net, "num_classes", None)
-        self._run = torch.compile(net, dynamic=False) if compile else net
+        # kept out of the module tree, so state_dict / parameters list ``net``'s tensors once
+        self.__dict__["_run"] = torch.compile(net, dynamic=False) if compile else net
         super().train(False)
 
     def train(self, mode: bool = True):
