@@ -88,11 +88,22 @@ def _kind(path: Path) -> str:
                            f"*.index.json and transformers model directories") from None
 
 
+def _refuse_native(path: Path, framework: str | None) -> None:
+    """Framework-native files (``convert --to tf|flax``) hold one framework's own variable names."""
+    if framework in ("tf", "flax"):
+        how = "model.load_weights(path)" if path.name.endswith(".weights.h5") else \
+            "the framework's own loading (see regnet_zoo.weights.convert)"
+        raise WeightsError(f"{path}: a {framework}-native weights file (its variables under the framework's own "
+                           f"names), not a checkpoint in a RegNet key space; load it into a model built with "
+                           f"rz.create(..., framework={framework!r}) using {how}, or convert the original checkpoint")
+
+
 def _read_files(kind: str, files: list[Path], pickle_backend: str) -> tuple[dict[str, Any], str | None, str | None]:
     """(flat state, wrapper, known key space) of files all of one kind."""
     if kind == "safetensors":
         state: dict[str, Any] = {}
         for f in files:
+            _refuse_native(f, safetensors_io.read_header(f)[1].get("regnet_zoo_framework"))
             state.update(safetensors_io.load(f))
         return state, None, None
     if kind == "pickle":
@@ -102,6 +113,8 @@ def _read_files(kind: str, files: list[Path], pickle_backend: str) -> tuple[dict
             state.update(part)
         return state, wrapper, None
     if kind == "tf-h5":
+        if files[0].name.endswith(".weights.h5"):
+            _refuse_native(files[0], "tf")
         return hf_formats.read_tf_h5(files), None, "hf"
     if kind == "flax-msgpack":
         return hf_formats.read_flax_msgpack(files), None, "hf"

@@ -11,6 +11,7 @@ import pytest
 from conftest import torch  # noqa: F401  (torch + torch._dynamo before TensorFlow)
 import regnet_zoo as rz
 from regnet_zoo.cli import main
+from regnet_zoo.errors import WeightsError
 from regnet_zoo.preprocess import SAMPLE_IMAGE
 from regnet_zoo.weights import safetensors_io
 from weights_helpers import X, hf_model, run, timm_model, torch_state
@@ -57,6 +58,8 @@ def test_convert_to_torch_native(pth, tmp_path):
 def test_convert_to_keras_weights_file(pth, tmp_path):
     src, model = pth
     assert main(["convert", str(src), str(tmp_path / "m.weights.h5")]) == 0  # *.weights.h5: Keras' own format
+    with pytest.raises(WeightsError, match="a tf-native weights file.*model.load_weights"):
+        rz.read_checkpoint(tmp_path / "m.weights.h5")
     fresh = rz.create("regnety_002", "tf")
     fresh.load_weights(str(tmp_path / "m.weights.h5"))
     out = np.asarray(fresh(np.ascontiguousarray(X.transpose(0, 2, 3, 1)), training=False))
@@ -74,6 +77,8 @@ def test_convert_to_flax_native(pth, tmp_path):
 
     src, model = pth
     assert main(["convert", str(src), str(tmp_path / "f.safetensors"), "--to", "flax"]) == 0
+    with pytest.raises(WeightsError, match="a flax-native weights file"):
+        rz.read_checkpoint(tmp_path / "f.safetensors")
     fresh = rz.create("regnety_002", "flax")
     state = nnx.state(fresh)
     flat = safetensors_io.load(tmp_path / "f.safetensors")
