@@ -36,7 +36,8 @@ def _as_tensor(value: Any) -> torch.Tensor:
 
 def load_canonical(model: nn.Module, state: Mapping[str, Any], strict: bool = True,
                    origin: str = "weights") -> None:
-    """Copy canonical ``state`` into ``model`` in place (values cast to each parameter's dtype and device).
+    """Copy canonical ``state`` into ``model`` in place (values cast to each parameter's dtype and device; a model
+    sharded with FSDP2 / DTensor keeps each rank's shard of the full arrays).
 
     ``strict=True``: the key set must be exactly the model's; ``strict=False``: every given key must exist in the
     model with the same shape, keys not given are left untouched. Problems are listed together in one
@@ -54,7 +55,20 @@ def load_canonical(model: nn.Module, state: Mapping[str, Any], strict: bool = Tr
                            "model.to_empty(device='cpu') and then load the weights")
     with torch.no_grad():
         for k in keys:
-            targets[k].copy_(_as_tensor(state[k]))
+            _copy_into(targets[k], _as_tensor(state[k]))
+
+
+def _is_dtensor(t: torch.Tensor) -> bool:
+    return type(t).__name__ == "DTensor"  # without importing torch.distributed for ordinary models
+
+
+def _copy_into(target: torch.Tensor, value: torch.Tensor) -> None:
+    if _is_dtensor(target):  # FSDP2 / tensor-parallel: every rank holds the full checkpoint, keeps its own shard
+        from torch.distributed.tensor import distribute_tensor
+
+        value = distribute_tensor(value.to(target.device_mesh.device_type, target.dtype), target.device_mesh,
+                                  target.placements, src_data_rank=None)
+    target.copy_(value)
 
 
 def export_canonical(model: nn.Module) -> dict[str, np.ndarray]:
@@ -67,7 +81,7 @@ def export_canonical(model: nn.Module) -> dict[str, np.ndarray]:
         if v.is_meta:
             raise WeightsError("the model is on the meta device (shapes only, no values) and cannot be exported; "
                                "materialise it with model.to_empty(device='cpu') and load weights first")
-        v = v.detach().cpu()
+        v = (v.full_tensor() if _is_dtensor(v) else v).detach().cpu()  # a sharded tensor is gathered
         if v.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds every bfloat16 value exactly
             v = v.float()
         out[k] = v.numpy().copy()
