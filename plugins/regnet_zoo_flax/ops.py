@@ -91,7 +91,7 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, mean: jax.Array,
     """
     if use_running_average:
         a = scale * lax.rsqrt(var + epsilon)
-        return x * a.astype(x.dtype) + (bias - mean * a).astype(x.dtype), None
+        return (x - mean.astype(x.dtype)) * a.astype(x.dtype) + bias.astype(x.dtype), None
     count = x.shape[0] * x.shape[1] * x.shape[2]
     if axis_name is not None:
         count *= lax.axis_size(axis_name)
@@ -107,7 +107,7 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, mean: jax.Array,
     if axis_name is not None:
         batch_var = lax.pmean(batch_var, axis_name)
     a = scale * lax.rsqrt(batch_var + epsilon)
-    y = x * a.astype(x.dtype) + (bias - batch_mean * a).astype(x.dtype)
+    y = (x - batch_mean.astype(x.dtype)) * a.astype(x.dtype) + bias.astype(x.dtype)
     batch_mean, unbiased = lax.stop_gradient(batch_mean), lax.stop_gradient(batch_var * (count / (count - 1)))
     new_mean = momentum * mean + (1.0 - momentum) * batch_mean
     new_var = momentum * var + (1.0 - momentum) * unbiased
