@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,7 @@ def _checked(ck: Checkpoint, variant: Variant) -> WeightSource:
 def from_tag(variant: Variant, weight: WeightTag) -> WeightSource:
     """Fetch ``weight.hub`` (cache / offline honoured) and read it in the tag's key space."""
     path = hub.fetch(weight.hub, revision=weight.revision, filename=weight.filename)
-    ck = read_checkpoint(path, keys=weight.keys)
-    ck = Checkpoint(ck.state, weight.hub, ck.key_space, ck.format, ck.variant, ck.config, ck.notes)
-    return _checked(ck, variant)
+    return _checked(replace(read_checkpoint(path, keys=weight.keys), origin=weight.hub), variant)
 
 
 def from_path(variant: Variant, path: Path) -> WeightSource:
