@@ -1,0 +1,61 @@
+"""The ways to compute a grouped 3x3 conv agree (values and gradients), and the choice between them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import require
+
+require("jax", "flax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import regnet_zoo as rz  # noqa: E402
+from harness import rel_err  # noqa: E402
+from regnet_zoo_flax.grouped_conv import SPLIT_MAX_GROUPS, auto_impl, block_shapes, choose_impls, tune  # noqa: E402
+from regnet_zoo_flax.ops import CONV_IMPLS, conv2d  # noqa: E402
+
+
+@pytest.mark.parametrize("size,channels,groups,stride", [(8, 16, 2, 1), (15, 24, 3, 2), (7, 64, 8, 1),
+                                                         (9, 40, 5, 2), (1, 12, 4, 2)])
+def test_impls_agree_in_value_and_gradient(size, channels, groups, stride):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, size, size, channels)).astype(np.float32))
+    k = jnp.asarray(rng.normal(size=(3, 3, channels // groups, channels)).astype(np.float32))
+    results = {}
+    for impl in CONV_IMPLS:
+        f = jax.jit(lambda x, k, impl=impl: conv2d(x, k, stride=stride, groups=groups, impl=impl))
+        y = f(x, k)
+        gx, gk = jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k))), argnums=(0, 1))(x, k)
+        results[impl] = (y, gx, gk)
+    out = results["xla"][0]
+    assert out.shape == (2, (size - 1) // stride + 1, (size - 1) // stride + 1, channels)
+    for impl in ("split", "loop"):
+        for got, want in zip(results[impl], results["xla"]):
+            assert rel_err(got, want) < 1e-5, impl
+
+
+def test_auto_rule():
+    assert auto_impl(1, 64, "cpu") == "xla"
+    assert auto_impl(SPLIT_MAX_GROUPS, 64, "cpu") == "split"
+    assert auto_impl(SPLIT_MAX_GROUPS + 1, 64, "cpu") == "loop"
+    assert auto_impl(17, 64, "gpu") == auto_impl(17, 64, "tpu") == "xla"
+    impls = dict(choose_impls(rz.plan("regnety_040"), "auto"))  # groups 2, 3, 8, 17
+    expected = {1: "split", 2: "split", 3: "loop", 4: "loop"} if jax.default_backend() == "cpu" else {}
+    for name, impl in impls.items():
+        assert impl == expected.get(int(name[1]), "xla"), name
+    assert len(impls) == 22
+    assert dict(choose_impls(rz.plan("regnety_040"), {"s4.b2": "xla"}))["s4.b2"] == "xla"
+
+
+def test_tune_returns_a_usable_mapping(capsys):
+    plan = rz.plan("regnetx_002")
+    assert [s[1:] for s in block_shapes(plan, 64)] == [(32, 24, 3, 2), (16, 56, 7, 2), (8, 152, 19, 2),
+                                                      (4, 152, 19, 1), (4, 368, 46, 2), (2, 368, 46, 1)]
+    choice = tune(plan, batch=1, size=64, repeats=1)
+    assert "groups= 46" in capsys.readouterr().out
+    assert set(choice) == {b.name for s in plan.stages for b in s.blocks} and set(choice.values()) <= set(CONV_IMPLS)
+    model = rz.create("regnetx_002", framework="flax", conv_impl=choice)
+    assert model.s4.b3.conv2.conv.impl == choice["s4.b3"]
