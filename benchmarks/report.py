@@ -140,7 +140,9 @@ def markdown(result: dict) -> str:
     speed = [r for r in rows if r["kind"] == "speed"]
     noisy = [r for r in speed if r.get("noisy")]
     out = [f"# regnet-zoo benchmarks ({'quick' if result['quick'] else 'full'} run)", "",
-           f"Taken {one_line(m)}.", ""]
+           f"Taken {one_line(m)}."
+           + (f" Other processes used {100 * result['idle_at_start']:.0f}% of those cores when the run started."
+              if result.get("idle_at_start") is not None else ""), ""]
     if noisy or any(r.get("noisy") for r in rows if r["kind"] == "startup"):
         out += [f"**Warning: the machine was busy.** {len(noisy)} of {len(speed)} speed rows never got a window in "
                 f"which other processes used <= {100 * result['threshold']:.0f}% of the benchmark's cores (after "

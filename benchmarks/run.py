@@ -22,7 +22,9 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -80,7 +82,95 @@ def _tail(text, n: int = 15) -> str:
     return "\n".join((text or "").strip().splitlines()[-n:])
 
 
-def main(argv=None) -> int:
+@dataclass
+class Context:
+    """What every phase of a run shares."""
+
+    cores: list[int]
+    device: str
+    st: cases_mod.Settings
+    threshold: float
+    patience: idle.Patience
+    log: Callable[[str], None]
+    only: list[str] | None
+
+    @property
+    def threads(self) -> int:
+        return len(self.cores)
+
+    def wanted(self, contender: str) -> bool:
+        return not self.only or any(fnmatch.fnmatch(contender, p) for p in self.only)
+
+
+def run_speed(ctx: Context, plan) -> list[dict]:
+    rows = []
+    for i, (case, c) in enumerate(plan, 1):
+        spec = {"kind": "speed", "contender": c.name, **case.as_dict(), "device": ctx.device, "threads": ctx.threads,
+                "cores": ctx.cores, "settings": ctx.st.as_dict()}
+        env = worker_env(c.family, ctx.threads, ctx.device)
+
+        def on_attempt(k, r):
+            if k > 0 or r["idle"]["others_share"] > ctx.threshold:
+                print(f"    attempt {k + 1}: {r['median_ms']:.1f} ms, others used "
+                      f"{100 * r['idle']['others_share']:.0f}%", flush=True)
+
+        t0 = time.perf_counter()
+        res = idle.quietest(lambda: launch(spec, env, ctx.st.timeout, ctx.log), ctx.st, ctx.cores, ctx.threshold,
+                            ctx.patience, on_attempt)
+        res = {"kind": "speed", "contender": c.name, "family": c.family, "case": case.as_dict(), "case_key": case.key,
+               **res}
+        rows.append(res)
+        what = (f"{res['median_ms']:9.1f} ms  others {100 * res['idle']['others_share']:3.0f}%"
+                + ("  NOISY" if res.get("noisy") else "")) if res["status"] == "ok" else \
+            f"{res['status']}: {res.get('error', '')}"
+        print(f"[{i:2d}/{len(plan)}] {case.key:32s} {c.name:15s} {what}  ({time.perf_counter() - t0:.0f} s)",
+              flush=True)
+    return rows
+
+
+def run_startup(ctx: Context) -> list[dict]:
+    rows = []
+    env = worker_env(None, ctx.threads, ctx.device)
+    for key, fn in (("import_and_list", startup.import_and_list), ("cli_list", startup.cli_list)):
+        res = idle.quietest(lambda fn=fn: fn(ctx.cores, ctx.st.cli_repeats, env), ctx.st, ctx.cores, ctx.threshold,
+                            ctx.patience)
+        rows.append({"kind": "startup", "name": key, **res})
+        print(f"[startup] {key:16s} " + (
+            f"{res['median_s']:.3f} s  others {100 * res['idle']['others_share']:.0f}%"
+            + ("  NOISY" if res.get("noisy") else "") if res["status"] == "ok"
+            else f"{res['status']}: {res.get('error')}"), flush=True)
+    return rows
+
+
+def run_abstract(ctx: Context) -> list[dict]:
+    """Shapes-only ``regnety_10b``: one build per contender (0.1-2 s), flagged when noisy, not re-measured."""
+    rows = []
+    for cname in ABSTRACT_CONTENDERS:
+        if not ctx.wanted(cname):
+            continue
+        c = BY_NAME[cname]
+        spec = {"kind": "abstract", "contender": cname, "model": ABSTRACT_MODEL, "threads": ctx.threads,
+                "cores": ctx.cores, "rss_limit_mb": 4096}
+        t0 = time.perf_counter()
+        quiet, _ = idle.wait_for_quiet(ctx.cores, ctx.threshold, min(ctx.st.quiet_wait, max(0.0, ctx.patience.left)))
+        if not quiet:
+            ctx.patience.spend(time.perf_counter() - t0)
+        res = launch(spec, worker_env(c.family, ctx.threads, "cpu"), ctx.st.timeout, ctx.log)
+        if res["status"] == "ok":
+            res["noisy"] = res["idle"]["others_share"] > ctx.threshold
+        rows.append({"kind": "abstract", "contender": cname, "family": c.family, "model": ABSTRACT_MODEL, **res})
+        print(f"[abstract] {ABSTRACT_MODEL} {cname:12s} " + (
+            f"{res['build_s']:.3f} s, peak RSS {res['peak_rss_mb']:.0f} MB "
+            f"(+{res['peak_over_imports_mb']:.0f} MB over imports)" if res["status"] == "ok"
+            else f"{res['status']}: {res.get('error')}"), flush=True)
+    if ctx.wanted("rz-tf"):
+        rows.append({"kind": "abstract", "contender": "rz-tf", "family": "tf", "model": ABSTRACT_MODEL,
+                     "status": "unavailable",
+                     "error": "Keras has no shapes-only build (a real regnety_10b is ~38 GB of float32 weights)"})
+    return rows
+
+
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--quick", action="store_true", help="the target rows only, fewer repeats (< 5 min on 2 cores)")
@@ -102,112 +192,61 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="print the planned rows and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="show workers' stderr")
     args = ap.parse_args(argv)
-
-    t_run = time.perf_counter()
-    cores = [int(c) for c in args.cores.split(",")] if args.cores else idle.pinned_cores()
-    os.sched_setaffinity(0, cores)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if machine.gpu_name() else "cpu"
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    bad = [p for p in parts if p not in PARTS]
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    bad = [p for p in args.parts if p not in PARTS]
     if bad:
         ap.error(f"unknown part(s) {bad}; choose from {PARTS}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t_run = time.perf_counter()
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else idle.pinned_cores()
+    os.sched_setaffinity(0, cores)  # inherited by every worker, which pins itself again
+    device = ("cuda" if machine.gpu_name() else "cpu") if args.device == "auto" else args.device
     st = cases_mod.QUICK if args.quick else cases_mod.FULL
     overrides = {k: v for k, v in (("repeats", args.repeats), ("retries", args.retries),
-                                   ("quiet_wait", args.quiet_wait), ("patience", args.patience))
-                 if v is not None}
+                                   ("quiet_wait", args.quiet_wait), ("patience", args.patience)) if v is not None}
     if overrides:
         st = type(st)(**{**st.as_dict(), **overrides})
     models = tuple(args.models.split(",")) if args.models else cases_mod.MODELS
-    only = [p.strip() for p in args.only.split(",")] if args.only else None
+    log = (lambda text: text and print(_tail(text, 40), file=sys.stderr)) if args.verbose else (lambda text: None)
+    ctx = Context(cores, device, st, args.threshold, idle.Patience(st.patience), log,
+                  [p.strip() for p in args.only.split(",")] if args.only else None)
     mach = machine.describe(cores, device)
-    with_bf16 = mach["amx_bf16"] or device == "cuda"
-    plan = [(c, k) for c, k in cases_mod.rows(args.quick, models, with_bf16=with_bf16)
-            if not only or any(fnmatch.fnmatch(k.name, p) for p in only)] if "speed" in parts else []
-    name = args.name or ("partial" if (only or args.models or set(parts) != set(PARTS) or overrides) else "latest")
+    with_bf16 = mach["amx_bf16"] or device == "cuda"  # --quick runs the bf16 path only where its target applies
+    plan = [(case, c) for case, c in cases_mod.rows(args.quick, models, with_bf16=with_bf16) if ctx.wanted(c.name)] \
+        if "speed" in args.parts else []
+    filtered = bool(ctx.only or args.models or set(args.parts) != set(PARTS) or overrides)
+    name = args.name or ("partial" if filtered else "latest")
 
     if args.list:
         for case, c in plan:
             print(f"{case.key:34s} {c.name}")
-        print(f"{len(plan)} speed rows; parts: {', '.join(parts)}")
+        print(f"{len(plan)} speed rows; parts: {', '.join(args.parts)}")
         return 0
 
-    log = (lambda text: text and print(_tail(text, 40), file=sys.stderr)) if args.verbose else (lambda text: None)
-    threads = len(cores)
     print(f"regnet-zoo benchmarks ({'quick' if args.quick else 'full'}): {machine.one_line(mach)}", flush=True)
     share = idle.others_share_now(cores, 1.0)
     print(f"idle check: other processes are using {100 * share:.0f}% of cores {cores} right now"
           + (f" (> {100 * args.threshold:.0f}%: rows will wait / be re-measured / be flagged 'noisy')"
              if share > args.threshold else ""), flush=True)
 
-    patience = idle.Patience(st.patience)
-    rows: list[dict] = []
-    total = len(plan)
-    for i, (case, c) in enumerate(plan, 1):
-        spec = {"kind": "speed", "contender": c.name, **case.as_dict(), "device": device, "threads": threads,
-                "cores": cores, "settings": st.as_dict()}
-        env = worker_env(c.family, threads, device)
-
-        def on_attempt(k, r, _c=c, _case=case, _i=i):
-            if k > 0 or r["idle"]["others_share"] > args.threshold:
-                print(f"    attempt {k + 1}: {r['median_ms']:.1f} ms, others used "
-                      f"{100 * r['idle']['others_share']:.0f}%", flush=True)
-
-        t0 = time.perf_counter()
-        res = idle.quietest(lambda: launch(spec, env, st.timeout, log), st, cores, args.threshold, patience, on_attempt)
-        res = {"kind": "speed", "contender": c.name, "family": c.family, "case": case.as_dict(), "case_key": case.key,
-               **res}
-        rows.append(res)
-        what = (f"{res['median_ms']:9.1f} ms  others {100 * res['idle']['others_share']:3.0f}%"
-                + ("  NOISY" if res.get("noisy") else "")) if res["status"] == "ok" else \
-            f"{res['status']}: {res.get('error', '')}"
-        print(f"[{i:2d}/{total}] {case.key:32s} {c.name:15s} {what}  ({time.perf_counter() - t0:.0f} s)", flush=True)
-
-    if "startup" in parts:
-        env = worker_env(None, threads, device)
-        for key, fn in (("import_and_list", startup.import_and_list), ("cli_list", startup.cli_list)):
-            res = idle.quietest(lambda fn=fn: fn(cores, st.cli_repeats, env), st, cores, args.threshold, patience)
-            rows.append({"kind": "startup", "name": key, **res})
-            print(f"[startup] {key:16s} " + (f"{res['median_s']:.3f} s  others {100 * res['idle']['others_share']:.0f}%"
-                                             + ("  NOISY" if res.get("noisy") else "")
-                                             if res["status"] == "ok" else f"{res['status']}: {res.get('error')}"),
-                  flush=True)
-
-    if "abstract" in parts:
-        for cname in ABSTRACT_CONTENDERS:
-            if only and not any(fnmatch.fnmatch(cname, p) for p in only):
-                continue
-            c = BY_NAME[cname]
-            spec = {"kind": "abstract", "contender": cname, "model": ABSTRACT_MODEL, "threads": threads,
-                    "cores": cores, "rss_limit_mb": 4096}
-            t0 = time.perf_counter()
-            quiet, _ = idle.wait_for_quiet(cores, args.threshold, min(st.quiet_wait, max(0.0, patience.left)))
-            if not quiet:
-                patience.spend(time.perf_counter() - t0)
-            res = launch(spec, worker_env(c.family, threads, "cpu"), st.timeout, log)
-            if res["status"] == "ok":  # a single build of ~0.1-2 s: flagged, not re-measured
-                res["noisy"] = res["idle"]["others_share"] > args.threshold
-            res = {"kind": "abstract", "contender": cname, "family": c.family, "model": ABSTRACT_MODEL, **res}
-            rows.append(res)
-            print(f"[abstract] {ABSTRACT_MODEL} {cname:12s} " + (
-                f"{res['build_s']:.3f} s, peak RSS {res['peak_rss_mb']:.0f} MB "
-                f"(+{res['peak_over_imports_mb']:.0f} MB over imports)" if res["status"] == "ok"
-                else f"{res['status']}: {res.get('error')}"), flush=True)
-        rows.append({"kind": "abstract", "contender": "rz-tf", "family": "tf", "model": ABSTRACT_MODEL,
-                     "status": "unavailable", "error": "Keras has no shapes-only build (a real regnety_10b is ~38 GB "
-                                                       "of float32 weights)"})
-
-    if "load" in parts:
-        rows += load_memory_rows(args.quick, st.timeout, worker_env(None, threads, "cpu"), log)
+    rows = run_speed(ctx, plan)
+    if "startup" in args.parts:
+        rows += run_startup(ctx)
+    if "abstract" in args.parts:
+        rows += run_abstract(ctx)
+    if "load" in args.parts:
+        rows += load_memory_rows(args.quick, st.timeout, worker_env(None, ctx.threads, "cpu"), log)
 
     report.add_ratios(rows)
     result = {"quick": args.quick, "machine": mach, "settings": st.as_dict(), "threshold": args.threshold,
+              "idle_at_start": round(share, 4),
               "command": " ".join(["python", "benchmarks/run.py"] + (argv if argv is not None else sys.argv[1:])),
-              "rows": rows}
-    result["targets"] = targets.evaluate(rows, mach)
-    result["patience_exhausted"] = patience.exhausted
-    result["wall_s"] = time.perf_counter() - t_run
+              "rows": rows, "targets": targets.evaluate(rows, mach), "patience_exhausted": ctx.patience.exhausted,
+              "wall_s": time.perf_counter() - t_run}
     json_path, md_path = report.write(result, Path(args.out), name)
     print()
     print(report.markdown(result))

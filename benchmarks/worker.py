@@ -24,6 +24,9 @@ import threading
 import time
 import traceback
 
+T_START = time.perf_counter()
+# A contender whose library is missing is "unavailable", not an error (a plugin bug is still an error).
+OPTIONAL_LIBRARIES = {"torch", "timm", "transformers", "tf_keras", "tensorflow", "keras", "jax", "jaxlib", "flax"}
 
 
 def _rss_mb() -> float:
@@ -143,15 +146,27 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from contenders import Unavailable
 
+    from regnet_zoo.errors import FrameworkNotInstalledError
+
     try:
         result = {"abstract": run_abstract, "speed": run_speed}[spec["kind"]](spec)
         result["status"] = "ok"
     except Unavailable as e:
         result = {"status": "unavailable", "error": str(e)}
+    except FrameworkNotInstalledError as e:
+        result = {"status": "unavailable", "error": str(e)}
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in OPTIONAL_LIBRARIES:
+            traceback.print_exc()
+            result = {"status": "error", "error": f"ModuleNotFoundError: {e}"}
+        else:
+            result = {"status": "unavailable", "error": f"{e.name} is not installed (pip install -e '.[all,test]')"}
     except Exception as e:  # reported as an error row; the traceback goes to stderr for the parent's log
         traceback.print_exc()
         msg = f"{type(e).__name__}: {e}".strip().splitlines()
         result = {"status": "error", "error": msg[0][:300] if msg else type(e).__name__}
+    t = os.times()
+    result["process"] = {"wall_s": round(time.perf_counter() - T_START, 2), "cpu_s": round(t.user + t.system, 2)}
     sys.stdout.flush()
     print("RESULT " + json.dumps(result), flush=True)
     return 0
