@@ -213,10 +213,21 @@ class RegNet(Module):
     def num_features(self) -> int:
         return self.config.plan.num_features
 
-    def trainable(self):
-        """An NNX filter for the parameters that train (all but frozen stages), for ``nnx.Optimizer(wrt=...)``."""
-        k = self.config.frozen_stages
-        return nnx.All(nnx.Param, lambda path, _: network.frozen_index(path) > k)
+    def trainable(self, prefix: tuple = ()):
+        """An NNX filter for the parameters that train (all but the frozen stages), for ``nnx.Optimizer(wrt=...)``.
+
+        Frozen stages get zero gradients anyway; leaving them out of the optimizer also keeps weight decay off
+        them. ``prefix`` is this backbone's path inside a bigger model, e.g. ``("backbone",)``; parameters outside
+        it are trainable.
+        """
+        k, n = self.config.frozen_stages, len(prefix)
+
+        def trains(path, _):
+            if tuple(map(str, path[:n])) != tuple(prefix):
+                return True
+            return network.frozen_index(path[n:]) > k
+
+        return nnx.All(nnx.Param, trains)
 
     # -- forward ----------------------------------------------------------------------------------------------
     def _check_concrete(self) -> None:
