@@ -3,9 +3,6 @@
 Importing this package imports no framework; ``create`` imports the one it needs.
 """
 
-import sys
-import types
-
 from .api import create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
 from .errors import (
     FrameworkNotInstalledError,
@@ -26,7 +23,7 @@ __version__ = "0.1.0"
 
 # Imported on first use (PEP 562): preprocessing needs numpy, and importing regnet_zoo must not import it.
 _LAZY = {
-    "data_config": "regnet_zoo.preprocess", "preprocess": "regnet_zoo.preprocess",
+    "data_config": "regnet_zoo.preprocessing", "preprocess": "regnet_zoo.preprocessing",
     "read_checkpoint": "regnet_zoo.weights", "save_pretrained": "regnet_zoo.weights",
     "from_pretrained": "regnet_zoo.weights", "convert_checkpoint": "regnet_zoo.weights",
     "imagenet_classes": "regnet_zoo.weights", "Checkpoint": "regnet_zoo.weights",
@@ -40,19 +37,6 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'regnet_zoo' has no attribute {name!r}")
 
-
-class _Package(types.ModuleType):
-    """``rz.preprocess`` is the function, though a submodule has the same name: importing ``regnet_zoo.preprocess``
-    would otherwise rebind the package attribute to the module. The module stays importable by name
-    (``from regnet_zoo.preprocess import SAMPLE_IMAGE``)."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name == "preprocess" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "ArchPlan", "BlockPlan", "BuildRequest", "FeatureInfo", "Framework", "FrameworkInfo",

@@ -206,7 +206,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .frameworks import import_object
-    from .preprocess import SAMPLE_IMAGE, data_config, preprocess
+    from .preprocessing import SAMPLE_IMAGE, data_config, preprocess
 
     fw = get_host().framework(args.framework)
     pretrained: Any = args.pretrained if args.pretrained is not None else False
@@ -290,7 +290,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .frameworks import import_object
-    from .preprocess import data_config, preprocess
+    from .preprocessing import data_config, preprocess
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")

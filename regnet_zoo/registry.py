@@ -85,12 +85,17 @@ class Registry:
         raise UnknownVariantError(self._unknown_message(name))
 
     def _unknown_message(self, name: str) -> str:
-        candidates = list(self._variants) + [k for k, (_, tag, _) in self._index.items() if tag is None]
-        close = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], n=5, cutoff=0.6)
-        close.sort(key=lambda c: not c.startswith(name.lower()))  # prefer completions of what was typed
+        base, dot, tag = name.rpartition(".")
+        typed = base if dot and tag else name  # "regnety_02.pycls_in1k": suggest for the name, keep the tag
+        candidates = [k for k, (_, t, _) in self._index.items() if t is None]
+        close = difflib.get_close_matches(typed.lower(), candidates, n=5, cutoff=0.6)
+        numbers = lambda text: [int(n) for n in re.findall(r"\d+", text)]  # noqa: E731
+        # prefer completions of what was typed, then the same numbers ("regnety_02" -> "regnety_002")
+        close.sort(key=lambda c: (not c.startswith(typed.lower()), numbers(c) != numbers(typed)))
         if close:
-            target = self._variants[self._index[close[0]][0]].name
-            return f"unknown variant {name!r}; did you mean {target!r}?"
+            target = self._variants[self._index[close[0]][0]]
+            suggestion = f"{target.name}.{tag}" if typed is base and tag in target.weights else target.name
+            return f"unknown variant {name!r}; did you mean {suggestion!r}?"
         return f"unknown variant {name!r}; run `regnet-zoo list` to see the {len(self._variants)} variants"
 
     def list(self, pattern: str = "*", pretrained: bool = False) -> list[str]:

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
-try:  # must precede any TensorFlow import in this process (see DESIGN.md, known pitfalls)
-    import torch  # noqa: F401
+try:  # must precede any TensorFlow import in this process (see DESIGN.md, known pitfalls): torch._dynamo pulls in
+    import torch  # noqa: F401   triton, which segfaults when imported after TensorFlow; transformers imports it
+    import torch._dynamo  # noqa: F401
 except ImportError:
     pass
 
 import pytest
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-PLUGINS_DIR = os.path.join(TESTS_DIR, "plugins")
-sys.path[:0] = [TESTS_DIR, PLUGINS_DIR]  # tests/harness.py and the toy plugins in tests/plugins
-
-
-def require(*modules: str) -> None:
-    """Skip when a framework module is missing locally; fail under CI, where every extra is installed."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        message = f"missing {', '.join(missing)} (install regnet-zoo[all,test])"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: CI installs every framework, so this is a failure, not a skip")
-        pytest.skip(message)
+sys.path[:0] = [TESTS_DIR, os.path.join(TESTS_DIR, "plugins")]  # testdeps, harness and the toy plugins
 
 
 @pytest.fixture

@@ -60,6 +60,8 @@ def test_unknown_names_suggest():
     with pytest.raises(UnknownVariantError, match=r"unknown weight tag 'ra3_in1' for variant 'regnety_040'; did you "
                                                   r"mean regnety_040.'ra3_in1k'\?"):
         rz.get_variant("regnety_040.ra3_in1")
+    with pytest.raises(UnknownVariantError, match=r"did you mean 'regnety_002.pycls_in1k'\?"):
+        rz.get_variant("regnety_02.pycls_in1k")
     with pytest.raises(UnknownVariantError, match="run `regnet-zoo list`"):
         rz.get_variant("efficientnet_b0")
 

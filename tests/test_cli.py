@@ -78,7 +78,7 @@ def test_frameworks(capsys):
 
 
 def test_check(capsys, tmp_path):
-    from conftest import PLUGINS_DIR
+    from testdeps import PLUGINS_DIR
 
     good = f"{PLUGINS_DIR}/toy_variants.yaml"
     code, out, _ = run(capsys, "check", good)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
-from conftest import require
+from testdeps import require
 from harness import (FRAMEWORK_MODULES, FRAMEWORKS, HIDDEN_RTOL, LOGITS_RTOL, PARITY_VARIANTS, ops, random_input,
                      random_state, rel_err, timm_reference)
 

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import regnet_zoo as rz
-from conftest import PLUGINS_DIR
+from testdeps import PLUGINS_DIR
 from regnet_zoo.errors import PluginError, RegistryError
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
-from conftest import require
-from regnet_zoo.preprocess import SAMPLE_IMAGE, data_config, preprocess
+from testdeps import require
+from regnet_zoo.preprocessing import SAMPLE_IMAGE, data_config, preprocess
 
 
 def test_data_config_per_tag():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import regnet_zoo as rz
-from conftest import require
+from testdeps import require
 from regnet_zoo.generator import generate
 from regnet_zoo.keys import canonical_shapes, is_buffer
 

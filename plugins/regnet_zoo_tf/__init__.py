@@ -8,7 +8,7 @@ def register_frameworks(register):
     register(Framework(
         name="tf",
         aliases=("tensorflow", "keras"),
-        requires=("tensorflow", "keras"),
+        requires=("tensorflow", "keras", "keras_hub"),
         builder="regnet_zoo_tf.build:build",
         runner="regnet_zoo_tf.build:run",
         loader="regnet_zoo_tf.weights:load_canonical",
@@ -16,3 +16,4 @@ def register_frameworks(register):
         install_hint="pip install 'regnet-zoo[tf]'",
         description="keras.Model on the TensorFlow backend (NHWC; data_format='channels_first' for NCHW)",
     ))
+

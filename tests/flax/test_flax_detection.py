@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import require
+from testdeps import require
 
 require("jax", "flax", "optax")
 

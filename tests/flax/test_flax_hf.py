@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import require
+from testdeps import require
 
 require("torch", "transformers", "jax", "flax")
 

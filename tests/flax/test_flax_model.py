@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import require
+from testdeps import require
 
 require("jax", "flax")
 

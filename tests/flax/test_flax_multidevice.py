@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import require
+from testdeps import require
 
 require("jax", "flax")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import require
+from testdeps import require
 
 require("torch", "timm", "jax", "flax")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
-from conftest import require
+from testdeps import require
 from harness import random_input, random_state
 
 require("tensorflow", "keras", "keras_hub")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import regnet_zoo as rz
-from conftest import require
+from testdeps import require
 from regnet_zoo.keys import canonical_shapes
 
 require("tensorflow", "keras", "keras_hub")

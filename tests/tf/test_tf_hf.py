@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
-from conftest import require
+from testdeps import require
 from harness import HIDDEN_RTOL, LOGITS_RTOL, random_input, rel_err
 
 require("tensorflow", "keras", "keras_hub", "transformers", "tf_keras")

@@ -7,7 +7,7 @@ import pytest
 
 import regnet_zoo as rz
 from regnet_zoo.keys import stage_of
-from conftest import require
+from testdeps import require
 from harness import HIDDEN_RTOL, LOGITS_RTOL, random_input, random_state, rel_err, timm_model
 
 require("tensorflow", "keras", "keras_hub")

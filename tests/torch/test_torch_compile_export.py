@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import require
+from testdeps import require
 
 require("torch", "timm")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require
+from testdeps import require
 
 require("torch", "timm", "torchvision")
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import require
+from testdeps import require
 
 require("torch", "timm")
 

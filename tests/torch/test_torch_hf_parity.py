@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import require
+from testdeps import require
 
 require("torch", "timm", "transformers")
 

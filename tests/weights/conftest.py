@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 
-try:  # torch._dynamo pulls in triton, which segfaults when imported after TensorFlow (DESIGN.md, pitfalls);
-    import torch  # transformers imports it, so it must come first (tests/conftest.py imports only torch)
-
-    if "tensorflow" not in sys.modules:
-        import torch._dynamo  # noqa: F401
-except ImportError:
-    torch = None
-
 import pytest
+
+from testdeps import require
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
@@ -72,7 +65,7 @@ def hub_cache(tmp_path, monkeypatch) -> HubCache:
 def hf_dirs(tmp_path_factory):
     """Random RegNetY-200MF (10 classes) saved by transformers in every format it writes, sharded or not, and
     RegNetX-200MF in PT and TF (transformers' Flax RegNet cannot build X). ``{(name, fmt): (dir, PT logits)}``."""
-    pytest.importorskip("transformers")
+    require("transformers", "tensorflow", "flax")
     from transformers import FlaxRegNetForImageClassification, TFRegNetForImageClassification, TFRegNetModel
     from weights_helpers import X, hf_model, run
 

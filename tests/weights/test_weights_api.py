@@ -22,10 +22,9 @@ def test_weights_api_imports_nothing_heavy():
     assert _run(code) == "[]"
 
 
-def test_preprocess_is_the_function_even_after_its_module_is_imported():
+def test_lazy_preprocess_exports():
     code = ("import regnet_zoo as rz\n"
-            "from regnet_zoo.preprocess import SAMPLE_IMAGE\n"
-            "import regnet_zoo.preprocess\n"
+            "from regnet_zoo.preprocessing import SAMPLE_IMAGE\n"
             "x = rz.preprocess(SAMPLE_IMAGE, rz.data_config('regnety_040.ra3_in1k'), data_format='channels_last')\n"
             "print(callable(rz.preprocess), x.shape, rz.data_config('regnety_040.ra3_in1k')['crop_pct'])")
     assert _run(code) == "True (1, 224, 224, 3) 0.95"

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
-from conftest import torch  # noqa: F401  (torch + torch._dynamo before TensorFlow)
+from testdeps import require
+
+import torch  # noqa: F401  (tests/conftest.py imported torch + torch._dynamo before TensorFlow)
 import regnet_zoo as rz
 from regnet_zoo.cli import main
 from regnet_zoo.errors import WeightsError
-from regnet_zoo.preprocess import SAMPLE_IMAGE
+from regnet_zoo.preprocessing import SAMPLE_IMAGE
 from regnet_zoo.weights import safetensors_io
 from weights_helpers import X, hf_model, run, timm_model, torch_state
 
-pytest.importorskip("timm")
+import timm  # noqa: F401,E402  (a test dependency: CI installs it)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +55,8 @@ def test_convert_to_torch_native(pth, tmp_path):
         np.testing.assert_array_equal(fresh.eval()(torch.from_numpy(X)).numpy(), run(model, X))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="tensorflow not installed")
 def test_convert_to_keras_weights_file(pth, tmp_path):
+    require("tensorflow", "keras")
     src, model = pth
     assert main(["convert", str(src), str(tmp_path / "m.weights.h5")]) == 0  # *.weights.h5: Keras' own format
     with pytest.raises(WeightsError, match="a tf-native weights file.*model.load_weights"):
@@ -67,8 +68,8 @@ def test_convert_to_keras_weights_file(pth, tmp_path):
     assert np.max(np.abs(out - ref)) <= 1e-4 * np.max(np.abs(ref))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("flax") is None, reason="flax not installed")
 def test_convert_to_flax_native(pth, tmp_path):
+    require("jax", "flax")
     from flax import nnx
     from flax.traverse_util import unflatten_dict
 
@@ -131,7 +132,7 @@ def test_predict_uses_config_labels_and_refuses_trunks(tmp_path, capsys):
 
 
 def test_imagenet_classes_match_torchvision():
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
     names = rz.imagenet_classes()
     assert names == torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
     assert len(names) == 1000 and names[0] == "tench"

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import torch  # noqa: F401  (torch + torch._dynamo before TensorFlow)
+import torch  # noqa: F401  (tests/conftest.py imported torch + torch._dynamo before TensorFlow)
 from regnet_zoo.errors import WeightsError
 from regnet_zoo.weights import pickle_io, safetensors_io
 from regnet_zoo.weights.checkpoint import read_checkpoint

@@ -11,13 +11,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import torch  # noqa: F401
+import torch  # noqa: F401  (tests/conftest.py imported torch + torch._dynamo before TensorFlow)
 import regnet_zoo as rz
 from regnet_zoo.errors import UnknownVariantError, WeightsError
 from regnet_zoo.weights import hub, safetensors_io
 from weights_helpers import X, hf_model, run, timm_model, torch_state
 
-pytest.importorskip("timm")
+import timm  # noqa: F401,E402  (a test dependency: CI installs it)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import torch  # noqa: F401  (torch + torch._dynamo before TensorFlow)
+import torch  # noqa: F401  (tests/conftest.py imported torch + torch._dynamo before TensorFlow)
 import regnet_zoo as rz
 from regnet_zoo.errors import WeightsError
 from regnet_zoo.frameworks import import_object
@@ -18,7 +18,7 @@ from regnet_zoo.weights import hf_config, save as save_module
 from regnet_zoo.weights.checkpoint import read_checkpoint
 from weights_helpers import SMALL, hf_model, image_batch, run, timm_model, torch_state
 
-pytest.importorskip("transformers")
+import transformers  # noqa: F401,E402  (a test dependency: CI installs it)
 X = image_batch()
 REQUIRES = {"torch": ("torch", "timm"), "tf": ("tensorflow", "keras"), "flax": ("jax", "flax")}
 FRAMEWORKS = [f for f, mods in REQUIRES.items() if all(importlib.util.find_spec(m) for m in mods)]

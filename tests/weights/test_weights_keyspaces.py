@@ -3,13 +3,14 @@ importable); every conversion is checked numerically through timm's model (max |
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import numpy as np
 import pytest
 
-from conftest import torch  # noqa: F401  (torch + torch._dynamo first)
+from testdeps import require
+
+import torch  # noqa: F401  (tests/conftest.py imported torch + torch._dynamo before TensorFlow)
 from regnet_zoo.errors import WeightsError
 from regnet_zoo.keys import canonical_shapes
 from regnet_zoo.weights import keyspaces
@@ -17,7 +18,7 @@ from regnet_zoo.weights.checkpoint import read_checkpoint
 from regnet_zoo.weights.keyspaces import UnknownKeySpaceError, detect_key_space, to_canonical
 from weights_helpers import SMALL, hf_model, image_batch, randomize, run, timm_model, timm_with, torch_state
 
-pytest.importorskip("timm")
+import timm  # noqa: F401,E402  (a test dependency: CI installs it)
 X = image_batch()
 
 
@@ -102,10 +103,9 @@ def test_pycls_pyth_wrapper_and_bgr_flip(tmp_path):
     np.testing.assert_array_equal(kept.state["stem.conv.weight"], bgr_stem.numpy())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pycls") is None,
-                    reason="pycls not importable (pip install --no-deps pycls==0.1.1 yacs to verify against it)")
 def test_pycls_real_library(tmp_path):
     """pycls's own RegNetY-200MF on BGR input == timm with the converted weights on RGB input."""
+    require("pycls", "yacs")  # pip install --no-deps -r tests/reference-libs.txt
     import pycls.models.regnet as pycls_regnet
     import torch
     from pycls.core.config import cfg
@@ -172,11 +172,9 @@ def test_vissl_swav_heads_are_dropped_and_named(tmp_path):
     assert any("self-supervised head" in n for n in ck.notes)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("classy_vision") is None or importlib.util.find_spec("fvcore") is None,
-                    reason="classy_vision not importable (pip install --no-deps classy-vision==0.7.0 fvcore iopath "
-                           "portalocker tabulate termcolor to verify against it)")
 def test_classy_vision_real_library(tmp_path):
     """ClassyVision's RegNet, raw and wrapped the way VISSL's RegNet trunk wraps it (_feature_blocks)."""
+    require("classy_vision", "fvcore")  # pip install --no-deps -r tests/reference-libs.txt
     import torch
     from classy_vision.models import RegNet
 
