@@ -157,6 +157,7 @@ def run(model: keras.Model, x: np.ndarray):
     channels_last = getattr(model, "data_format", "channels_last") == "channels_last"
     if channels_last and x.ndim == 4:
         x = np.transpose(x, (0, 2, 3, 1))
+    (model if isinstance(model, RegNetBackbone) else model.backbone).check_input(x)
     out = inference_function(model)(tf.constant(x))
     if isinstance(out, (list, tuple)):
         maps = [np.asarray(m) for m in out]

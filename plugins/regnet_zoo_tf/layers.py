@@ -85,14 +85,17 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class GroupedConv2D(keras.layers.Conv2D):
-    """A grouped ``Conv2D`` with ONE kernel of shape (kh, kw, in // groups, out), like Keras' ``groups=``.
+    """A grouped ``Conv2D`` with ONE kernel of shape (kh, kw, in // groups, out), exactly like Keras' ``groups=``.
 
-    ``impl`` picks how it runs, never what it computes or which weights it has:
+    Keras 3 runs a grouped conv on CPU through a per-op XLA cluster (``_conv_xla``), which is several times slower
+    than TensorFlow's own grouped ``Conv2D`` (oneDNN). This layer calls ``tf.nn.conv2d`` directly. ``impl`` picks
+    how it runs, never what it computes or which weights it has:
 
-    * ``"grouped"``: one ``tf.nn.conv2d`` with the grouped kernel (Keras' own path);
-    * ``"split"``: the input and the kernel are sliced per group, each group is a dense conv, the results are
-      concatenated. On CPU oneDNN runs this 1.3-5x faster than the grouped kernel for RegNet's shapes;
-    * ``"auto"``: "split" on CPU when the groups are few enough for the slicing to pay off, else "grouped".
+    * ``"grouped"``: one ``tf.nn.conv2d`` with the grouped kernel (oneDNN's grouped conv on CPU);
+    * ``"split"``: input and kernel sliced per group, one dense conv per group, concatenated;
+    * ``"auto"``: "grouped". Per shape, "split" won some isolated convs with a few wide groups (regnety_040 s1/s2),
+      but whole networks measured the same or slower with it (regnety_040 / regnety_160, batch 1 and 8, 224x224,
+      TF 2.21, 2 CPU cores), while narrow or many groups run 1.5-5x faster grouped.
     """
 
     def __init__(self, filters, kernel_size, groups=1, impl="auto", **kwargs):
@@ -104,26 +107,19 @@ class GroupedConv2D(keras.layers.Conv2D):
     def resolved_impl(self) -> str:
         if self.groups == 1:
             return "grouped"
-        if self.impl != "auto":
-            return self.impl
-        return "split" if self.groups <= SPLIT_MAX_GROUPS else "grouped"
+        return "grouped" if self.impl == "auto" else self.impl
 
     def convolution_op(self, inputs, kernel):
+        padding = self.padding.upper()
         if self.resolved_impl() == "grouped":
-            return super().convolution_op(inputs, kernel)
+            return tf.nn.conv2d(inputs, kernel, self.strides, padding, dilations=self.dilation_rate)
         g = self.groups
-        xs = tf.split(inputs, g, axis=-1)
-        ks = tf.split(kernel, g, axis=-1)
-        ys = [tf.nn.conv2d(x, k, strides=self.strides, padding=self.padding.upper(), dilations=self.dilation_rate)
-              for x, k in zip(xs, ks)]
+        ys = [tf.nn.conv2d(x, k, self.strides, padding, dilations=self.dilation_rate)
+              for x, k in zip(tf.split(inputs, g, axis=-1), tf.split(kernel, g, axis=-1))]
         return tf.concat(ys, axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "impl": self.impl}
-
-
-# Measured on this repo's CPU box (benchmarks in the plugin report): slicing pays off up to this many groups.
-SPLIT_MAX_GROUPS = 64
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

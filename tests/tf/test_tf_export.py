@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
-from conftest import require
+from testdeps import require
 from harness import random_input, random_state, rel_err
 
 require("tensorflow", "keras", "keras_hub")
@@ -72,3 +72,14 @@ def test_another_keras_backend_is_a_clear_error():
     """, env={"KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ERROR: KERAS_BACKEND='jax', but regnet_zoo_tf needs the TensorFlow backend" in result.stdout
+
+
+def test_registering_the_plugin_imports_no_framework():
+    result = run_script("""
+        import sys
+        import regnet_zoo as rz, regnet_zoo_tf
+        rz.list_frameworks(); rz.list_variants(framework="tf"); rz.feature_info("regnety_040")
+        print(sorted(m for m in ("tensorflow", "keras", "keras_hub") if m in sys.modules))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

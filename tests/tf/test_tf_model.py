@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
-from conftest import require
+from testdeps import require
 from harness import random_input, random_state, rel_err
 
 require("tensorflow", "keras", "keras_hub")
@@ -236,3 +236,27 @@ def test_classifier_rejects_a_features_only_backbone():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         RegNetClassifier(rz.create("regnetx_002", "tf").backbone, num_classes=3)
+
+
+def test_xla_and_mixed_precision_paths_agree(model, state):
+    x = random_input(size=64)
+    xla = rz.create(NAME, "tf", jit_compile=True)
+    load_canonical(xla, state)
+    assert xla.jit_compile
+    assert rel_err(run(xla, x), run(model, x)) < 1e-4
+    bf16 = rz.create(NAME, "tf", dtype="mixed_bfloat16")
+    load_canonical(bf16, state)
+    assert bf16.backbone.get_layer("s1.b1.conv1.conv").kernel.dtype == "float32"
+    assert rel_err(run(bf16, x), run(model, x)) < 0.1
+    bf16(nhwc(x), training=True)  # BN statistics stay float32 while training in bfloat16
+    assert bf16.backbone.get_layer("s1.b1.conv1.bn").moving_mean.dtype == "float32"
+
+
+def test_grouped_conv_implementations_compute_the_same_function(model, state):
+    split = rz.create(NAME, "tf", grouped_conv="split")
+    load_canonical(split, state)
+    layer = split.backbone.get_layer("s4.b1.conv2.conv")
+    assert layer.resolved_impl() == "split" and layer.kernel.shape == (3, 3, 8, 368)
+    assert model.backbone.get_layer("s4.b1.conv2.conv").resolved_impl() == "grouped"
+    x = random_input(size=64)
+    assert rel_err(run(split, x), run(model, x)) < 1e-5
