@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ import torch.nn as nn  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
 from harness import ops, random_input, random_state, rel_err  # noqa: E402
-from regnet_zoo_torch.fast import InferenceModel, cpu_has_amx_bf16, fold_batchnorm  # noqa: E402
+from regnet_zoo_torch.fast import InferenceModel, cpu_has_native_bf16, fold_batchnorm  # noqa: E402
 
 NAME = "regnety_002"  # Y: SE blocks included
 
@@ -110,7 +112,7 @@ def test_fast_option_of_create_and_features(model, x):
 
 
 def test_fast_path_bf16(model, x):
-    with pytest.warns(UserWarning, match="without AMX") if not cpu_has_amx_bf16() else _no_warning():
+    with pytest.warns(UserWarning, match="emulated") if not cpu_has_native_bf16() else _no_warning():
         fast = model.optimize_for_inference("bf16", compile=False)
     with torch.no_grad():
         out = fast(x)
@@ -121,7 +123,20 @@ def test_fast_path_bf16(model, x):
 
 class _no_warning:
     def __enter__(self):
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("error")
         return self
 
     def __exit__(self, *exc):
-        return False
+        return self._catch.__exit__(*exc)
+
+
+def test_bf16_warning_on_cpus_without_native_bf16(model, monkeypatch):
+    from regnet_zoo_torch import fast
+
+    monkeypatch.setattr(fast, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with pytest.warns(UserWarning, match=r"neither AMX nor AVX-512 BF16.*emulated.*fast=True"):
+        model.optimize_for_inference("bf16", compile=False)
+    monkeypatch.setattr(fast, "cpu_flags", lambda: frozenset({"amx_bf16", "avx512_bf16"}))
+    assert fast.cpu_has_amx_bf16()
