@@ -40,19 +40,34 @@ class BatchNorm(keras.layers.BatchNormalization):
             return self._inference(inputs)
         dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = tf.cast(inputs, dtype)
-        mean, variance, count = self._batch_moments(x)
-        unbiased = variance * (count / tf.maximum(count - 1.0, 1.0))
+        gamma, beta = tf.cast(self.gamma, dtype), tf.cast(self.beta, dtype)
+        if self._fusable(x) and not self._replicated():
+            # TF's fused op normalises with the biased batch variance and returns the unbiased one: torch's pair.
+            out, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon,
+                                                                   data_format="NHWC", is_training=True)
+        else:
+            mean, variance, count = self._batch_moments(x)
+            unbiased = variance * (count / tf.maximum(count - 1.0, 1.0))
+            out = tf.nn.batch_normalization(x, mean, variance, offset=beta, scale=gamma,
+                                            variance_epsilon=self.epsilon)
         m = self.momentum
         self.moving_mean.assign(tf.cast(self.moving_mean, dtype) * m + mean * (1.0 - m))
         self.moving_variance.assign(tf.cast(self.moving_variance, dtype) * m + unbiased * (1.0 - m))
-        out = tf.nn.batch_normalization(x, mean, variance, offset=tf.cast(self.beta, dtype),
-                                        scale=tf.cast(self.gamma, dtype), variance_epsilon=self.epsilon)
         return tf.cast(out, self.compute_dtype)
+
+    def _fusable(self, x) -> bool:
+        return len(x.shape) == 4 and self.axis in (-1, 3)
+
+    def _replicated(self) -> bool:
+        if not self.synchronized:
+            return False
+        ctx = tf.distribute.get_replica_context()
+        return ctx is not None and ctx.num_replicas_in_sync > 1
 
     def _inference(self, inputs):
         # One FusedBatchNormV3 op, not Keras' decomposed rsqrt/mul/add: grappler fuses it with the preceding conv
         # (and ReLU) on CPU, which is most of the speed difference to an unfused graph.
-        if len(inputs.shape) != 4 or self.axis not in (-1, 3):
+        if not self._fusable(inputs):
             return super().call(inputs, training=False)
         dtype = "float32" if inputs.dtype in (tf.float16, tf.bfloat16) else inputs.dtype
         out, _, _ = tf.compat.v1.nn.fused_batch_norm(
@@ -64,8 +79,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     def _batch_moments(self, x):
         """(mean, biased variance, element count per channel), global over replicas when synchronized."""
         axes = self._reduction_axes
-        ctx = tf.distribute.get_replica_context() if self.synchronized else None
-        if ctx is None or ctx.num_replicas_in_sync == 1:
+        if not self._replicated():
             mean, variance = tf.nn.moments(x, axes)
             shape = tf.shape(x)
             count = tf.cast(tf.reduce_prod(tf.gather(shape, axes)), x.dtype)
@@ -74,6 +88,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         local_sq = tf.reduce_sum(tf.square(x), axis=axes)
         shape = tf.shape(x)
         local_count = tf.cast(tf.reduce_prod(tf.gather(shape, axes)), x.dtype)
+        ctx = tf.distribute.get_replica_context()
         total, total_sq, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [local_sum, local_sq, local_count])
         mean = total / tf.maximum(count, 1.0)
         variance = tf.maximum(total_sq / tf.maximum(count, 1.0) - tf.square(mean), 0.0)
