@@ -103,7 +103,7 @@ def test_linen_training_step_and_frozen_stages():
 def test_embeds_as_a_submodule_of_a_user_linen_model():
     state = {k: v for k, v in random_state(NAME).items() if not k.startswith("head.")}
     backbone, bb_vars = load_canonical(rz.create(NAME, framework="flax", api="linen", features_only=True,
-                                                 out_indices=(2, 3, 4)), state)
+                                                 out_indices=(2, 3, 4), conv_impl="xla"), state)
 
     class Detector(nn.Module):
         backbone: nn.Module

@@ -130,7 +130,7 @@ def test_create_is_eval_mode_and_train_eval_switch(small):
 
 def test_classifier_hidden_states_and_predict(small):
     x = nhwc()
-    logits = small(x)  # eager, once
+    logits = fwd(small, x)
     assert logits.shape == (2, 1000) and logits.dtype == jnp.float32
     assert rel_err(small.predict(x), logits) < 1e-6
     out = fwd(small, x, output_hidden_states=True)
