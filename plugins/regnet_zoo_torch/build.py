@@ -60,7 +60,8 @@ class Options:
                   f"{name} must be a float in [0, 1), got {v!r}")
         check(isinstance(self.frozen_stages, int) and not isinstance(self.frozen_stages, bool)
               and -1 <= self.frozen_stages <= 4,
-              f"frozen_stages must be an int: -1 (none), 0 (stem) or 1..4 (stem and s1..sk), got {self.frozen_stages!r}")
+              "frozen_stages must be an int: -1 (none), 0 (stem) or 1..4 (stem and s1..sk), "
+              f"got {self.frozen_stages!r}")
         for name in ("norm_eval", "force"):
             check(isinstance(getattr(self, name), bool), f"{name} must be a bool, got {getattr(self, name)!r}")
         check(self.norm in detection.NORMS,

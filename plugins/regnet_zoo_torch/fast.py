@@ -154,4 +154,5 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32", *, compile
     return InferenceModel(net, precision, channels_last, compile)
 
 
-__all__ = ["InferenceModel", "PRECISIONS", "cpu_flags", "cpu_has_amx_bf16", "cpu_has_native_bf16", "fold_batchnorm", "optimize_for_inference"]
+__all__ = ["InferenceModel", "PRECISIONS", "cpu_flags", "cpu_has_amx_bf16", "cpu_has_native_bf16", "fold_batchnorm",
+           "optimize_for_inference"]

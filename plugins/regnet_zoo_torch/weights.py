@@ -31,7 +31,9 @@ def _as_tensor(value: Any) -> torch.Tensor:
     arr = np.asarray(value)
     with warnings.catch_warnings():  # memory-mapped checkpoints are read-only; we only read them
         warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(arr) if arr.dtype.isnative else torch.from_numpy(arr.astype(arr.dtype.newbyteorder("=")))
+        if not arr.dtype.isnative:  # big-endian arrays from some .npy / h5 files
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        return torch.from_numpy(arr)
 
 
 def load_canonical(model: nn.Module, state: Mapping[str, Any], strict: bool = True,

@@ -44,7 +44,8 @@ def test_strict_load_lists_every_problem(state):
     with pytest.raises(rz.WeightsError) as err:
         load_canonical(model, bad)
     message = str(err.value)
-    for text in ("missing keys (2): s1.b1.conv1.conv.weight, head.fc.bias", "unexpected keys (1): s9.b1.conv1.conv.weight",
+    for text in ("missing keys (2): s1.b1.conv1.conv.weight, head.fc.bias",
+                 "unexpected keys (1): s9.b1.conv1.conv.weight",
                  "mis-shaped keys (1): stem.bn.weight: checkpoint (31,), model (32,)"):
         assert text in message
     after = export_canonical(model)
@@ -89,7 +90,8 @@ def test_bf16_model_exports_float32_and_readonly_memmap_loads(tmp_path, state):
         load_canonical(model, {"stem.conv.weight": mm}, strict=False)
     out = export_canonical(model)
     assert out["stem.conv.weight"].dtype == np.float32
-    assert np.array_equal(out["stem.conv.weight"], torch.from_numpy(state["stem.conv.weight"]).bfloat16().float().numpy())
+    as_bf16 = torch.from_numpy(state["stem.conv.weight"]).bfloat16().float().numpy()
+    assert np.array_equal(out["stem.conv.weight"], as_bf16)
 
 
 def test_meta_and_optimised_models_refuse_weights(state):
@@ -129,7 +131,8 @@ def test_builder_loads_request_weights_with_the_shared_policy(state):
     # a checkpoint that does not fit is refused with every bad key listed
     broken = dict(state)
     del broken["s4.b7.conv3.bn.running_var"]
-    with pytest.raises(rz.WeightsError, match=r"(?s)test-weights do not match.*missing keys \(1\): s4.b7.conv3.bn.running_var"):
+    with pytest.raises(rz.WeightsError,
+                       match=r"(?s)test-weights do not match.*missing keys \(1\): s4.b7.conv3.bn.running_var"):
         build(request_for(NAME, WeightSource(broken, "test-weights", 1000)))
     with pytest.raises(ValueError, match="device='meta'.*cannot hold pretrained weights"):
         build(request_for(NAME, source, device="meta"))

@@ -48,7 +48,7 @@ def worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         model = rz.create("regnetx_002", num_classes=4)
         shard_blocks(model, mesh=init_device_mesh("cpu", (world_size,)))
         blocks = [b for s in model.stages() for b in s.children()]
-        results["fsdp_blocks_wrapped"] = all(isinstance(b, FSDPModule) for b in blocks) and isinstance(model, FSDPModule)
+        results["fsdp_blocks_wrapped"] = all(isinstance(b, FSDPModule) for b in [*blocks, model])
         results["fsdp_num_blocks"] = len(blocks)
         results["fsdp_params_dtensor"] = all(isinstance(p, DTensor) for p in model.parameters())
         local = model.s4.b1.conv2.conv.weight.to_local().shape[0]
