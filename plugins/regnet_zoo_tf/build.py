@@ -16,9 +16,6 @@ from .classifier import RegNetClassifier
 from .layers import GROUPED_CONV_IMPLS
 from .weights import load_canonical
 
-JIT_CHOICES = ("auto", True, False)
-
-
 @dataclass(frozen=True)
 class Options:
     """Keyword arguments ``rz.create(..., framework="tf", **options)`` accepts, with their defaults.
@@ -75,7 +72,7 @@ def parse_options(options: dict[str, Any], num_stages: int = 4) -> Options:
         problems.append(f"sync_bn must be None, True or False, got {opts.sync_bn!r}")
     if opts.grouped_conv not in GROUPED_CONV_IMPLS:
         problems.append(f"grouped_conv must be one of {GROUPED_CONV_IMPLS}, got {opts.grouped_conv!r}")
-    if not any(opts.jit_compile is c or opts.jit_compile == c and isinstance(c, str) for c in JIT_CHOICES):
+    if not (isinstance(opts.jit_compile, bool) or opts.jit_compile == "auto"):
         problems.append(f"jit_compile must be 'auto', True or False, got {opts.jit_compile!r}")
     if opts.image_size is not None:
         size = opts.image_size
