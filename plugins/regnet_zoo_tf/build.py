@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -100,9 +101,30 @@ def resolve_jit(jit_compile: Any) -> bool:
     return bool(jit_compile)
 
 
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(request: BuildRequest) -> None:
+    """Refuse, with the numbers, a model whose float32 weights alone exceed the free memory (Keras has no
+    shapes-only build; the OOM killer would otherwise end the process without a message)."""
+    num_classes = 0 if request.features_only else request.num_classes
+    needed = request.plan.params(num_classes, request.in_chans) * 4
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise MemoryError(f"{request.variant.name} has {needed / 4e9:.2f}B parameters ({needed / 1e9:.1f} GB in "
+                          f"float32) but only {available / 1e9:.1f} GB of memory is free; Keras allocates every "
+                          f"weight when it builds. Use a machine with more memory, or the torch framework "
+                          f"(device='meta') to inspect it without weights.")
+
+
 def build(request: BuildRequest) -> keras.Model:
     """The ``tf`` builder hook: a ``RegNetClassifier`` or, for ``features_only``, a ``RegNetBackbone``."""
     opts = parse_options(dict(request.options), len(request.plan.stages))
+    check_memory(request)
     if opts.norm_eval and request.weights is None and not opts.force:
         raise ValueError(f"norm_eval=True freezes the BN statistics of {request.variant.name}, but no pretrained "
                          f"weights were given, so they would stay at their random initial values. Pass "
