@@ -17,6 +17,7 @@ from .classifier import RegNetClassifier
 from .layers import GROUPED_CONV_IMPLS
 from .weights import load_canonical
 
+
 @dataclass(frozen=True)
 class Options:
     """Keyword arguments ``rz.create(..., framework="tf", **options)`` accepts, with their defaults.
@@ -95,7 +96,9 @@ def _sync_bn(requested: bool | None) -> bool:
 
 
 def resolve_jit(jit_compile: Any) -> bool:
-    """``"auto"``: XLA only when an accelerator is present (on CPU it was measured slower; see the README)."""
+    """``"auto"``: XLA only when an accelerator is present. On CPU (TF 2.21, 2 cores, 224x224) XLA ran
+    regnety_040 and regnetx_004 at 0.4-0.8x the speed of the plain graph (batch 1 and 8), whose grouped convs and fused
+    conv + BN + ReLU run in oneDNN."""
     if jit_compile == "auto":
         return any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
     return bool(jit_compile)
