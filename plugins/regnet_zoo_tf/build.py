@@ -104,22 +104,23 @@ def resolve_jit(jit_compile: Any) -> bool:
     return bool(jit_compile)
 
 
-def _available_memory() -> int | None:
+def _physical_memory() -> int | None:
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return None
 
 
 def check_memory(request: BuildRequest) -> None:
-    """Refuse, with the numbers, a model whose float32 weights alone exceed the free memory (Keras has no
-    shapes-only build; the OOM killer would otherwise end the process without a message)."""
+    """Refuse, with the numbers, a model whose float32 weights alone exceed the machine's physical memory (Keras
+    has no shapes-only build; the OOM killer would otherwise end the process without a message). Only what can
+    never fit is refused: free memory varies with other processes, so it is not a reason to refuse."""
     num_classes = 0 if request.features_only else request.num_classes
     needed = request.plan.params(num_classes, request.in_chans) * 4
-    available = _available_memory()
-    if available is not None and needed > available:
+    total = _physical_memory()
+    if total is not None and needed > total:
         raise MemoryError(f"{request.variant.name} has {needed / 4e9:.2f}B parameters ({needed / 1e9:.1f} GB in "
-                          f"float32) but only {available / 1e9:.1f} GB of memory is free; Keras allocates every "
+                          f"float32) but this machine has {total / 1e9:.1f} GB of memory; Keras allocates every "
                           f"weight when it builds. Use a machine with more memory, or the torch framework "
                           f"(device='meta') to inspect it without weights.")
 

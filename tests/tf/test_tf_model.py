@@ -262,11 +262,11 @@ def test_grouped_conv_implementations_compute_the_same_function(model, state):
     assert rel_err(run(split, x), run(model, x)) < 1e-5
 
 
-def test_a_model_larger_than_free_memory_is_refused_with_the_numbers(monkeypatch):
+def test_a_model_larger_than_the_machine_is_refused_with_the_numbers(monkeypatch):
     import regnet_zoo_tf.build as tf_build
 
-    monkeypatch.setattr(tf_build, "_available_memory", lambda: 10**9)
-    with pytest.raises(MemoryError, match=r"regnety_10b has 9.35B parameters \(37.4 GB in float32\) but only "
-                                          r"1.0 GB of memory is free.*device='meta'"):
+    monkeypatch.setattr(tf_build, "_physical_memory", lambda: 10**9)
+    with pytest.raises(MemoryError, match=r"regnety_10b has 9.35B parameters \(37.4 GB in float32\) but this "
+                                          r"machine has 1.0 GB of memory.*device='meta'"):
         rz.create("regnety_10b", "tf")
     assert rz.create("regnetx_002", "tf", num_classes=0) is not None
