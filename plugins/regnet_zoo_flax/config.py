@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 
 from regnet_zoo.plan import ArchPlan, FeatureInfo
@@ -15,13 +16,15 @@ from .ops import CONV_IMPLS
 
 APIS = ("nnx", "linen")
 DATA_FORMATS = ("channels_last", "channels_first")
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
+                  "float64": jnp.float64}  # float64: for numerical checks; needs jax_enable_x64
 
 # name -> (default, one-line description); the order is the order error messages list them in.
 OPTIONS: dict[str, tuple[Any, str]] = {
     "api": ("nnx", "'nnx' (flax.nnx.Module) or 'linen' ((flax.linen.Module, variables) pair)"),
     "data_format": ("channels_last", "'channels_last' (NHWC) or 'channels_first' (NCHW in and out, HF's layout)"),
-    "dtype": (None, "compute dtype: None / 'float32', 'bfloat16' or 'float16' (parameters stay float32)"),
+    "dtype": (None, "compute dtype: None / 'float32', 'bfloat16', 'float16' (parameters stay float32), or "
+                    "'float64' (numerical checks, needs jax_enable_x64)"),
     "axis_name": (None, "mapped axis name to average BN statistics over (pmap / shard_map), or None"),
     "frozen_stages": (-1, "-1 none, 0 stem, k stem + s1..sk: no gradient, BN in inference mode"),
     "norm_eval": (False, "every BN in inference mode, also in training (needs pretrained weights or force=True)"),
@@ -102,6 +105,9 @@ def make_config(plan: ArchPlan, *, num_classes: int, features_only: bool, out_in
     if dtype_name not in COMPUTE_DTYPES:
         raise ValueError(f"dtype={dtype!r}; expected None or one of {', '.join(COMPUTE_DTYPES)} "
                          f"(the compute dtype; parameters stay float32)")
+    if dtype_name == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype='float64' needs 64-bit JAX: jax.config.update('jax_enable_x64', True) before "
+                         "creating the model (otherwise JAX silently computes in float32)")
     if opts["axis_name"] is not None and not isinstance(opts["axis_name"], str):
         raise TypeError(f"axis_name must be a str (the pmap / shard_map axis) or None, got {opts['axis_name']!r}")
     fs = opts["frozen_stages"]

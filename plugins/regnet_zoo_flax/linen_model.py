@@ -102,7 +102,7 @@ class SqueezeExcite(nn.Module):
     def __call__(self, x):
         fc1 = Conv(self.channels, self.se_width, 1, use_bias=True, name="fc1")
         fc2 = Conv(self.se_width, self.channels, 1, use_bias=True, name="fc2")
-        s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
+        s = jnp.mean(x.astype(ops.acc_dtype(x.dtype)), axis=(1, 2), keepdims=True).astype(x.dtype)
         return x * jax.nn.sigmoid(fc2(jax.nn.relu(fc1(s))))
 
 

@@ -22,6 +22,11 @@ CONV_IMPLS = ("xla", "split", "loop")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+def acc_dtype(dtype):
+    """The dtype statistics and reductions run in: float32, or float64 for a float64 compute dtype."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def _pad(kernel_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
     p = kernel_size // 2
     return (p, p), (p, p)
@@ -87,8 +92,11 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, mean: jax.Array,
     Returns ``(y, None)`` with running statistics, or ``(y, (new_mean, new_var))`` with batch statistics; then the
     running variance moves towards the *unbiased* batch variance, as ``torch.nn.BatchNorm2d`` does. With
     ``axis_name`` the statistics are averaged over that mapped axis (``pmap`` / ``shard_map``), exactly as if the
-    whole global batch were on one device. Statistics are computed in float32 whatever the compute dtype.
+    whole global batch were on one device. Statistics are computed in float32 (float64 for float64 compute)
+    whatever the compute dtype.
     """
+    acc = acc_dtype(x.dtype)
+    scale, bias, mean, var = (v.astype(acc) for v in (scale, bias, mean, var))
     if use_running_average:
         a = scale * lax.rsqrt(var + epsilon)
         return (x - mean.astype(x.dtype)) * a.astype(x.dtype) + bias.astype(x.dtype), None
@@ -99,7 +107,7 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, mean: jax.Array,
         raise ValueError(f"{where}: training-mode batch norm needs more than one value per channel, got input "
                          f"{tuple(x.shape)} (batch x height x width = {count}); use a larger batch or image, or "
                          f"put the model in inference mode (model.eval() / train=False)")
-    xf = x.astype(jnp.float32)
+    xf = x.astype(acc)
     batch_mean = jnp.mean(xf, axis=(0, 1, 2))
     if axis_name is not None:
         batch_mean = lax.pmean(batch_mean, axis_name)
@@ -116,23 +124,23 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, mean: jax.Array,
 
 def squeeze_excite(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array) -> jax.Array:
     """timm's ``SEModule``: global mean -> 1x1 conv + ReLU -> 1x1 conv -> sigmoid gate. Kernels are (1, 1, in, out)."""
-    s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
+    s = jnp.mean(x.astype(acc_dtype(x.dtype)), axis=(1, 2), keepdims=True).astype(x.dtype)
     s = jax.nn.relu(jnp.dot(s, w1[0, 0].astype(x.dtype)) + b1.astype(x.dtype))
     s = jax.nn.sigmoid(jnp.dot(s, w2[0, 0].astype(x.dtype)) + b2.astype(x.dtype))
     return x * s
 
 
 def global_pool(x: jax.Array) -> jax.Array:
-    """(N, H, W, C) -> (N, C), averaged in float32."""
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)
+    """(N, H, W, C) -> (N, C), averaged in float32 (or float64)."""
+    return jnp.mean(x.astype(acc_dtype(x.dtype)), axis=(1, 2)).astype(x.dtype)
 
 
 def loss_from_labels(logits: jax.Array, labels) -> jax.Array:
     """HF's rule: MSE for a single output, else cross-entropy (integer labels, or class probabilities (N, K))."""
-    logits = logits.astype(jnp.float32)
+    logits = logits.astype(acc_dtype(logits.dtype))
     labels = jnp.asarray(labels)
     if logits.shape[-1] == 1:
-        return jnp.mean(jnp.square(logits.reshape(-1) - labels.reshape(-1).astype(jnp.float32)))
+        return jnp.mean(jnp.square(logits.reshape(-1) - labels.reshape(-1).astype(logits.dtype)))
     logp = jax.nn.log_softmax(logits, axis=-1)
     if jnp.issubdtype(labels.dtype, jnp.integer):
         if labels.shape != logits.shape[:1]:
@@ -141,7 +149,7 @@ def loss_from_labels(logits: jax.Array, labels) -> jax.Array:
     if labels.shape != logits.shape:
         raise ValueError(f"probability labels must have the logits' shape {logits.shape}, got {labels.shape}; pass "
                          f"integer class ids of shape (batch,) for hard labels")
-    return -jnp.mean(jnp.sum(labels.astype(jnp.float32) * logp, axis=-1))
+    return -jnp.mean(jnp.sum(labels.astype(logits.dtype) * logp, axis=-1))
 
 
 def check_input(x, in_chans: int, channels_first: bool) -> None:

@@ -126,6 +126,27 @@ def test_create_is_eval_mode_and_train_eval_switch(small):
     assert all(bn.use_running_average for bn in bns.values())
 
 
+def test_predict_is_inference_even_in_training_mode(small):
+    x = nhwc()
+    ref = small.predict(x)
+    stats = export_canonical(small)
+    small.train()
+    try:
+        assert rel_err(small.predict(x), ref) == 0.0
+    finally:
+        small.eval()
+    after = export_canonical(small)
+    assert all(np.array_equal(after[k], v) for k, v in stats.items())
+
+
+def test_in_chans():
+    model = create(SMALL, in_chans=1, conv_impl="xla")
+    assert model.stem.conv.kernel.shape == (3, 3, 1, 32)
+    assert model.predict(np.zeros((1, 32, 32, 1), np.float32)).shape == (1, 1000)
+    assert "stem.conv.weight" in export_canonical(model) and export_canonical(model)["stem.conv.weight"].shape == \
+        (32, 1, 3, 3)
+
+
 # -- outputs ------------------------------------------------------------------------------------------------------
 
 def test_classifier_hidden_states_and_predict(small):
@@ -292,7 +313,8 @@ def test_unknown_and_bad_options_say_what_is_accepted():
     for kwargs, pattern in [({"api": "keras"}, "api="), ({"data_format": "NCHW"}, "channels_first"),
                             ({"dtype": "int8"}, "bfloat16"), ({"frozen_stages": 5}, "-1..4"),
                             ({"frozen_stages": True}, "frozen_stages"), ({"conv_impl": "fast"}, "split"),
-                            ({"conv_impl": {"s9.b1": "loop"}}, "s9.b1"), ({"axis_name": 3}, "axis_name")]:
+                            ({"conv_impl": {"s9.b1": "loop"}}, "s9.b1"), ({"axis_name": 3}, "axis_name"),
+                            ({"dtype": "float64"}, "jax_enable_x64"), ({"seed": 1.5}, "seed")]:
         with pytest.raises((TypeError, ValueError), match=pattern):
             create(SMALL, **kwargs)
 

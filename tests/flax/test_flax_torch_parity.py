@@ -5,12 +5,18 @@ models are in training mode (BN on batch statistics; torch updates the running v
 variance, and so does the flax plugin). A core set runs by default; ``-m slow`` runs every variant up to ~150M
 parameters.
 
-Gradients of a training-mode RegNet on a tiny batch can be ill-conditioned in float32 (ReLU masks and BN over 8
-values at s4): on regnety_002 torch's own float32 gradient of s3.b3.conv1 is 12 % away from torch in float64. So
-each gradient is held to 1e-3 of the float64 answer, or to 4x torch's own float32 error where torch cannot do 1e-3.
+Gradients of a training-mode RegNet on a tiny batch are ill-conditioned in float32 (ReLU kinks, BN over 8 values
+at s4): per tensor, torch's own float32 gradient is up to 22 % away from torch in float64 (regnety_002, s3.b3), and
+which tensors suffer depends on rounding. So the float32 test holds the whole gradient (relative L2 over all
+parameters) to 1e-3 of the float64 answer, or to 4x torch's own error; and a float64 run (subprocess,
+flax_float64_check.py) holds every tensor to 1e-9 of torch in float64, where conditioning cannot hide anything.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,10 +84,22 @@ def test_training_step_matches_torch(name):
     assert worst_stat <= HIDDEN_RTOL
     assert f_grads.keys() == t_grads.keys()
     _, _, exact, _ = torch_step(name, state, x, torch.float64)
-    f_err = {k: rel_err(f_grads[k], exact[k]) for k in exact}
-    t_err = {k: rel_err(t_grads[k], exact[k]) for k in exact}
-    bad = {k: (f_err[k], t_err[k]) for k in exact if f_err[k] > max(HIDDEN_RTOL, 4 * t_err[k])}
-    assert not bad, f"gradients less accurate than torch's (flax, torch error vs float64): {bad}"
-    print(f"{name}: logits {rel_err(f_logits, t_logits):.1e} stats {worst_stat:.1e} grads vs torch "
-          f"{max(rel_err(f_grads[k], t_grads[k]) for k in exact):.1e}, vs float64: flax {max(f_err.values()):.1e} "
-          f"torch {max(t_err.values()):.1e}")
+    f_err, t_err = global_rel_err(f_grads, exact), global_rel_err(t_grads, exact)
+    assert f_err <= max(HIDDEN_RTOL, 4 * t_err), f"gradient error vs float64: flax {f_err:.2e}, torch {t_err:.2e}"
+    print(f"{name}: logits {rel_err(f_logits, t_logits):.1e} stats {worst_stat:.1e} gradient vs float64 "
+          f"(global rel L2): flax {f_err:.1e} torch {t_err:.1e}")
+
+
+def global_rel_err(grads: dict, exact: dict) -> float:
+    num = sum(float(np.sum((grads[k] - exact[k]) ** 2)) for k in exact)
+    return float(np.sqrt(num / sum(float(np.sum(exact[k] ** 2)) for k in exact)))
+
+
+@pytest.mark.parametrize("names", [pytest.param(CORE, id="core"),
+                                   pytest.param([n for n in PARITY_VARIANTS if n not in CORE], id="all",
+                                                marks=pytest.mark.slow)])
+def test_training_step_matches_torch_exactly_in_float64(names):
+    script = Path(__file__).with_name("flax_float64_check.py")
+    proc = subprocess.run([sys.executable, str(script), *names], capture_output=True, text=True, timeout=3600)
+    print(proc.stdout)
+    assert proc.returncode == 0 and proc.stdout.rstrip().endswith("OK"), proc.stdout + proc.stderr[-3000:]
