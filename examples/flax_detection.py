@@ -7,7 +7,7 @@ What it shows:
 
 * ``rz.create(..., framework="flax", features_only=True, out_indices=(2, 3, 4))`` gives the P3-P5 maps (NHWC) and
   ``backbone.feature_info`` gives their channels and strides, so the neck is configured from metadata;
-* ``frozen_stages=1`` freezes stem + s1 (no gradient, BN on running statistics), and
+* with ``--pretrained``, ``frozen_stages=1`` freezes stem + s1 (no gradient, BN on running statistics), and
   ``backbone.trainable(prefix=("backbone",))`` keeps them out of the optimizer (so weight decay leaves them alone);
 * one ``nnx.jit`` training step with ``nnx.Optimizer(optax.adamw)``, and a jitted prediction that decodes boxes.
 
@@ -77,8 +77,12 @@ class Detector(nnx.Module):
 
 def make_detector(variant: str = "regnetx_002", num_classes: int = 3, pretrained: bool = False, seed: int = 0,
                   **backbone_options):
-    backbone = rz.create(variant, framework="flax", features_only=True, out_indices=LEVELS, frozen_stages=1,
-                         pretrained=pretrained, **backbone_options)
+    """With pretrained weights the usual fine-tuning recipe applies (stem + s1 frozen); without them the backbone
+    trains from scratch (frozen random BatchNorm statistics would be a bug, and regnet-zoo refuses them)."""
+    if pretrained:
+        backbone_options = {"frozen_stages": 1, **backbone_options}
+    backbone = rz.create(variant, framework="flax", features_only=True, out_indices=LEVELS, pretrained=pretrained,
+                         **backbone_options)
     return Detector(backbone, num_classes, rngs=nnx.Rngs(seed))
 
 

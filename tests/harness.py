@@ -18,7 +18,7 @@ from regnet_zoo.keys import canonical_shapes
 from regnet_zoo.plugins import get_host
 
 FRAMEWORKS = ("torch", "tf", "flax")
-FRAMEWORK_MODULES = {"torch": ("torch", "timm"), "tf": ("tensorflow", "keras"), "flax": ("jax", "flax")}
+FRAMEWORK_MODULES = {"torch": ("torch", "timm"), "tf": ("tensorflow", "keras", "keras_hub"), "flax": ("jax", "flax")}
 PARITY_MAX_PARAMS = 150_000_000
 PARITY_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() <= PARITY_MAX_PARAMS]
 LARGE_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() > PARITY_MAX_PARAMS]

@@ -64,3 +64,16 @@ def test_headless_and_subset_of_features(framework):
     maps = o.run(backbone, x)
     assert [m.shape for m in maps] == [(2, 56, 8, 8), (2, 368, 2, 2)]
     assert [f.index for f in backbone.feature_info] == [2, 4]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_freezing_knobs_need_weights_or_force(framework):
+    """DESIGN.md: knobs that freeze BatchNorm statistics are refused on random weights unless force=True."""
+    require(*FRAMEWORK_MODULES[framework])
+    o = ops(framework)
+    for knob in ({"frozen_stages": 0}, {"frozen_stages": 2}, {"norm_eval": True}):
+        with pytest.raises(ValueError, match=rf"{next(iter(knob))}.*no pretrained weights.*force=True"):
+            o.create("regnetx_002", features_only=True, **knob)
+        model = o.create("regnetx_002", features_only=True, force=True, **knob)
+        o.load(model, {k: v for k, v in random_state("regnetx_002").items() if not k.startswith("head.")})
+        assert len(o.run(model, random_input(batch=1))) == 4  # default out_indices: s1..s4

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from regnet_zoo.freezing import refuse_frozen_random_bn
 from regnet_zoo.plan import ArchPlan, FeatureInfo
 
 from .grouped_conv import choose_impls
@@ -27,8 +28,8 @@ OPTIONS: dict[str, tuple[Any, str]] = {
                     "'float64' (numerical checks, needs jax_enable_x64)"),
     "axis_name": (None, "mapped axis name to average BN statistics over (pmap / shard_map), or None"),
     "frozen_stages": (-1, "-1 none, 0 stem, k stem + s1..sk: no gradient, BN in inference mode"),
-    "norm_eval": (False, "every BN in inference mode, also in training (needs pretrained weights or force=True)"),
-    "force": (False, "allow norm_eval on random (not pretrained) weights"),
+    "norm_eval": (False, "every BN in inference mode, also in training"),
+    "force": (False, "allow frozen_stages / norm_eval without pretrained weights (a frozen random BN is a bug)"),
     "conv_impl": ("auto", f"grouped 3x3 conv: 'auto' (measured per shape), one of {CONV_IMPLS}, or "
                           f"{{block name: impl}} (e.g. from regnet_zoo_flax.grouped_conv.tune)"),
     "seed": (0, "int seed of the random initialisation"),
@@ -116,10 +117,8 @@ def make_config(plan: ArchPlan, *, num_classes: int, features_only: bool, out_in
                          f"(-1 none, 0 stem, k = stem + s1..sk)")
     for key in ("norm_eval", "force", "abstract", "zero_init_last"):
         flag(key)
-    if opts["norm_eval"] and not pretrained and not opts["force"]:
-        raise ValueError("norm_eval=True keeps every BatchNorm at its running statistics, which are meaningless on "
-                         "random weights; pass pretrained=... (or load weights and build with force=True if you "
-                         "really mean it)")
+    refuse_frozen_random_bn(pretrained=pretrained, force=opts["force"], frozen_stages=fs,
+                            norm_eval=opts["norm_eval"])
     seed = opts["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from regnet_zoo.frameworks import BuildRequest
+from regnet_zoo.freezing import refuse_frozen_random_bn
 from regnet_zoo.loading import state_to_load
 
 from ._tf import keras, tf
@@ -25,9 +26,9 @@ class Options:
     * ``data_format``: ``"channels_last"`` (NHWC, native) or ``"channels_first"`` (takes and returns NCHW like HF's
       ``TFRegNetModel``; computed in NHWC inside).
     * ``frozen_stages``: -1 none, 0 stem, k stem + s1..sk (not trainable, BN in inference mode).
-    * ``norm_eval``: every BN in inference mode while training; refused without pretrained weights unless
-      ``force=True``.
-    * ``force``: allow ``norm_eval`` on random weights.
+    * ``norm_eval``: every BN in inference mode while training.
+    * ``force``: allow ``frozen_stages`` / ``norm_eval`` without pretrained weights (refused otherwise: a frozen
+      random BN is a bug).
     * ``sync_bn``: synchronise BN statistics across ``tf.distribute`` replicas; ``None`` = on when built inside a
       strategy scope with more than one replica.
     * ``grouped_conv``: ``"auto"`` / ``"grouped"`` / ``"split"``: how grouped convs run (same weights, same result).
@@ -129,10 +130,8 @@ def build(request: BuildRequest) -> keras.Model:
     """The ``tf`` builder hook: a ``RegNetClassifier`` or, for ``features_only``, a ``RegNetBackbone``."""
     opts = parse_options(dict(request.options), len(request.plan.stages))
     check_memory(request)
-    if opts.norm_eval and request.weights is None and not opts.force:
-        raise ValueError(f"norm_eval=True freezes the BN statistics of {request.variant.name}, but no pretrained "
-                         f"weights were given, so they would stay at their random initial values. Pass "
-                         f"pretrained=True (or a tag / checkpoint path), or force=True if you load weights yourself.")
+    refuse_frozen_random_bn(pretrained=request.weights is not None, force=opts.force,
+                            frozen_stages=opts.frozen_stages, norm_eval=opts.norm_eval)
     size = opts.image_size
     h, w = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else (None, None))
     c = request.in_chans

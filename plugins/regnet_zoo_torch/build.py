@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from regnet_zoo.frameworks import BuildRequest
+from regnet_zoo.freezing import refuse_frozen_random_bn
 from regnet_zoo.loading import state_to_load
 
 from . import detection
@@ -94,20 +95,12 @@ class Options:
                              f"'meta', got {self.device!r} ({e})") from None
 
 
-def _refuse_frozen_random_bn(request: BuildRequest, opts: Options) -> None:
-    knobs = [k for k, on in (("norm='frozen_bn'", opts.norm == "frozen_bn"), ("norm_eval=True", opts.norm_eval),
-                             (f"frozen_stages={opts.frozen_stages}", opts.frozen_stages >= 0)) if on]
-    if knobs and request.weights is None and not opts.force:
-        raise ValueError(f"{' and '.join(knobs)} freeze{'s' if len(knobs) == 1 else ''} BatchNorm statistics, but no "
-                         f"pretrained weights were given, so they would stay random (a frozen random BN is a bug, not "
-                         f"a choice); pass pretrained=True / a weight tag / a checkpoint path, or force=True if you "
-                         f"load weights yourself afterwards")
-
-
 def build(request: BuildRequest) -> nn.Module:
     """The ``builder`` hook: a timm-named RegNet classifier / headless model / feature backbone for ``request``."""
     opts = Options.parse(request.options)
-    _refuse_frozen_random_bn(request, opts)
+    refuse_frozen_random_bn(pretrained=request.weights is not None, force=opts.force,
+                            frozen_stages=opts.frozen_stages, norm_eval=opts.norm_eval,
+                            frozen_bn=opts.norm == "frozen_bn")
     device, dtype = opts.torch_device(), opts.torch_dtype()
     state = state_to_load(request)
     if state is not None and device is not None and device.type == "meta":

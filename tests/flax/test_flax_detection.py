@@ -26,7 +26,8 @@ def load_example():
 
 def test_one_training_step_and_one_prediction():
     ex = load_example()
-    model = ex.make_detector("regnetx_002", num_classes=3, conv_impl="xla")  # XLA's grouped conv: fastest compile
+    # the pretrained recipe's frozen stem + s1 on random weights (force=True); XLA's grouped conv: fastest compile
+    model = ex.make_detector("regnetx_002", num_classes=3, frozen_stages=1, force=True, conv_impl="xla")
     assert model.strides == (8, 16, 32)
     model.train()
     optimizer = ex.make_optimizer(model)

@@ -71,7 +71,7 @@ def test_linen_training_step_and_frozen_stages():
     import optax
 
     state = random_state(NAME)
-    module, variables = load_canonical(rz.create(NAME, framework="flax", api="linen", frozen_stages=2,
+    module, variables = load_canonical(rz.create(NAME, framework="flax", api="linen", frozen_stages=2, force=True,
                                                  conv_impl="xla"), state)
     tx = optax.sgd(0.1)
     opt_state = tx.init(variables["params"])

@@ -277,7 +277,7 @@ def test_nnx_split_merge_and_inference_fn_see_updates(small):
 # -- detection knobs ---------------------------------------------------------------------------------------------
 
 def test_frozen_stages_get_no_gradient_and_keep_statistics():
-    model = loaded(SMALL, frozen_stages=1, conv_impl="xla")  # behaviour only: fastest gradient compile
+    model = loaded(SMALL, frozen_stages=1, force=True, conv_impl="xla")  # behaviour only: fastest gradient compile
     model.train()
     before = {p: np.asarray(bn.mean[...]) for p, bn in batch_norms(model).items()}
     x, labels = nhwc(), np.array([1, 2])

@@ -72,7 +72,7 @@ def _train_one_step(model, x, y):
 
 def test_frozen_stages_keep_weights_and_statistics_and_run_bn_in_inference_mode():
     state = random_state("regnetx_002", num_classes=5, seed=2)
-    model = build(request("regnetx_002", num_classes=5, frozen_stages=2))
+    model = build(request("regnetx_002", num_classes=5, frozen_stages=2, force=True))
     load_canonical(model, state)
     frozen = [layer for i in range(3) for layer in model.backbone.stage_layers(i)]
     assert frozen and all(not layer.trainable for layer in frozen)
