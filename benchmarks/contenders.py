@@ -43,6 +43,8 @@ CONTENDERS: tuple[Contender, ...] = (
     # -- TensorFlow: baseline HF TFRegNet inside tf.function
     Contender("rz-tf", "tf", "regnet-zoo tf (Keras 3), the plugin's compiled inference function; NHWC",
               "hf-tf-function", quick=(INFER,)),
+    Contender("rz-tf-fast", "tf", "regnet-zoo tf, fast=True (BN folded, weights frozen into the graph); NHWC",
+              "hf-tf-function", modes=(INFER,), quick=(INFER,)),
     Contender("hf-tf-eager", "tf", "transformers TFRegNetForImageClassification, eager (NCHW input)",
               "hf-tf-function"),
     Contender("hf-tf-function", "tf", "transformers TFRegNetForImageClassification inside tf.function", None,

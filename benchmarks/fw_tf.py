@@ -51,6 +51,13 @@ def make_rz_tf(model: str):
     return rz.create(model, framework="tf")
 
 
+def make_rz_tf_fast(model: str):
+    """The plugin's inference fast path (``fast=True``): a ``FrozenRegNet``, called directly."""
+    import regnet_zoo as rz
+
+    return rz.create(model, framework="tf", fast=True)
+
+
 def rz_tf_inference(model):
     """The plugin's compiled inference path; a plain ``tf.function`` over ``model(x, training=False)`` otherwise."""
     try:
@@ -80,10 +87,16 @@ def build(contender: str, case, device: str) -> Prepared:
     else:
         import regnet_zoo_tf.build  # noqa: F401
     t0 = time.perf_counter()
-    model = make_hf_tf(case.model) if hf else make_rz_tf(case.model)
+    model = make_hf_tf(case.model) if hf else make_rz_tf_fast(case.model) if contender == "rz-tf-fast" else \
+        make_rz_tf(case.model)
     create_s = time.perf_counter() - t0
-    params = int(sum(v.shape.num_elements() if hasattr(v.shape, "num_elements") else _numel(v.shape)
-                     for v in model.trainable_variables))
+    if contender == "rz-tf-fast":  # weights are graph constants, not variables
+        import regnet_zoo as rz
+
+        params = rz.plan(case.model).params(1000)
+    else:
+        params = int(sum(v.shape.num_elements() if hasattr(v.shape, "num_elements") else _numel(v.shape)
+                         for v in model.trainable_variables))
     notes = []
 
     x = tf.constant(seeded_input(case.batch, case.size, "nchw" if hf else "nhwc"))
@@ -100,6 +113,8 @@ def build(contender: str, case, device: str) -> Prepared:
     if case.mode == INFER:
         if contender == "rz-tf":
             fn = rz_tf_inference(model)
+        elif contender == "rz-tf-fast":
+            fn = model
         elif contender == "hf-tf-function":
             fn = tf.function(lambda t: forward(t, False))
         else:

@@ -41,6 +41,7 @@ SPEED_TARGETS = (
     SpeedTarget("rz-torch-fast", "timm", 1.4, BOTH),
     SpeedTarget("rz-torch-bf16", "timm", 4.0, BOTH, needs_amx=True),
     SpeedTarget("rz-tf", "hf-tf-function", 1.3, BOTH, also_vs=("rz-torch", "rz-torch-fast")),
+    SpeedTarget("rz-tf-fast", "hf-tf-function", 1.3, BOTH, also_vs=("rz-torch", "rz-torch-fast")),
     SpeedTarget("rz-flax", "hf-flax-jit", 1.5, ("regnety_040",), also_vs=("rz-torch", "rz-torch-fast")),
 )
 TIME_TARGETS = (

@@ -15,6 +15,7 @@ from regnet_zoo.loading import state_to_load
 from ._tf import keras, tf
 from .backbone import DATA_FORMATS, RegNetBackbone
 from .classifier import RegNetClassifier
+from .fast import FrozenRegNet, check_freezable, optimize_for_inference
 from .layers import GROUPED_CONV_IMPLS
 from .weights import load_canonical
 
@@ -37,6 +38,8 @@ class Options:
     * ``image_size``: fix the input height and width (int or (h, w)); default ``None`` accepts any size >= 32.
     * ``dtype``: a Keras dtype policy name, e.g. ``"mixed_bfloat16"`` (BN statistics stay float32).
     * ``name``: model name (default: the variant name).
+    * ``fast``: ``True`` returns an inference-only ``FrozenRegNet`` (BN folded, weights frozen into the graph; see
+      ``fast.py``) instead of the Keras model.
     """
 
     data_format: str = "channels_last"
@@ -49,6 +52,7 @@ class Options:
     image_size: Any = None
     dtype: Any = None
     name: str | None = None
+    fast: bool = False
 
 
 OPTION_NAMES = tuple(f.name for f in fields(Options))
@@ -68,7 +72,7 @@ def parse_options(options: dict[str, Any], num_stages: int = 4) -> Options:
     if isinstance(fs, bool) or not isinstance(fs, int) or not -1 <= fs <= num_stages:
         problems.append(f"frozen_stages must be an int in -1..{num_stages} (-1 none, 0 stem, k = stem + s1..sk), "
                         f"got {fs!r}")
-    for flag in ("norm_eval", "force"):
+    for flag in ("norm_eval", "force", "fast"):
         if not isinstance(getattr(opts, flag), bool):
             problems.append(f"{flag} must be True or False, got {getattr(opts, flag)!r}")
     if opts.sync_bn is not None and not isinstance(opts.sync_bn, bool):
@@ -84,6 +88,10 @@ def parse_options(options: dict[str, Any], num_stages: int = 4) -> Options:
             problems.append(f"image_size must be an int or (height, width) of ints >= 32, got {size!r}")
     if opts.name is not None and not isinstance(opts.name, str):
         problems.append(f"name must be a string, got {opts.name!r}")
+    if opts.fast is True and (opts.frozen_stages >= 0 or opts.norm_eval or opts.sync_bn or opts.dtype is not None):
+        problems.append("fast=True builds an inference-only float32 model (BN folded into the convolutions); "
+                        "frozen_stages, norm_eval, sync_bn and dtype are training / precision options and cannot be "
+                        "combined with it")
     if problems:
         raise ValueError("invalid option" + ("s" if len(problems) > 1 else "") + " for framework 'tf':\n  " +
                          "\n  ".join(problems))
@@ -130,6 +138,8 @@ def build(request: BuildRequest) -> keras.Model:
     """The ``tf`` builder hook: a ``RegNetClassifier`` or, for ``features_only``, a ``RegNetBackbone``."""
     opts = parse_options(dict(request.options), len(request.plan.stages))
     check_memory(request)
+    if opts.fast:
+        check_freezable(request.plan, 0 if request.features_only else request.num_classes, request.in_chans)
     refuse_frozen_random_bn(pretrained=request.weights is not None, force=opts.force,
                             frozen_stages=opts.frozen_stages, norm_eval=opts.norm_eval)
     size = opts.image_size
@@ -154,7 +164,7 @@ def build(request: BuildRequest) -> keras.Model:
     state = state_to_load(request)
     if state is not None:
         load_canonical(model, state, strict=False, origin=request.weights.origin)
-    return model
+    return optimize_for_inference(model) if opts.fast else model
 
 
 def inference_function(model: keras.Model):
@@ -179,8 +189,11 @@ def run(model: keras.Model, x: np.ndarray):
     channels_last = getattr(model, "data_format", "channels_last") == "channels_last"
     if channels_last and x.ndim == 4:
         x = np.transpose(x, (0, 2, 3, 1))
-    (model if isinstance(model, RegNetBackbone) else model.backbone).check_input(x)
-    out = inference_function(model)(tf.constant(x))
+    if isinstance(model, FrozenRegNet):
+        out = model(x)
+    else:
+        (model if isinstance(model, RegNetBackbone) else model.backbone).check_input(x)
+        out = inference_function(model)(tf.constant(x))
     if isinstance(out, (list, tuple)):
         maps = [np.asarray(m) for m in out]
         return [np.transpose(m, (0, 3, 1, 2)) for m in maps] if channels_last else maps

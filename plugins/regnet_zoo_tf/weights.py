@@ -25,6 +25,7 @@ from regnet_zoo.keys import canonical_shapes, check_state
 from ._tf import keras
 from .backbone import RegNetBackbone
 from .classifier import RegNetClassifier
+from .fast import FrozenRegNet
 from .layers import BatchNorm
 
 _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))
@@ -64,6 +65,9 @@ def _backbone_of(model) -> RegNetBackbone:
         return model
     if isinstance(model, RegNetClassifier):
         return model.backbone
+    if isinstance(model, FrozenRegNet):
+        raise TypeError("a FrozenRegNet (fast=True) holds a folded snapshot of the weights and cannot load or export "
+                        "them; load into or export from the Keras model (fast=False), then optimize_for_inference it")
     raise TypeError(f"expected a regnet_zoo_tf model (RegNetClassifier or RegNetBackbone), got {type(model).__name__}")
 
 
