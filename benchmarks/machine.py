@@ -91,7 +91,9 @@ def describe(cores: list[int], device: str) -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "python_executable": sys.executable,
         "git_commit": _git("rev-parse", "--short", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # the results directory does not count: a previous run's tables are not a change to what is measured
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                               ":(exclude)benchmarks/results")),
         "versions": versions(),
     }
 
