@@ -30,7 +30,7 @@ OPTIONS: dict[str, tuple[Any, str]] = {
     "frozen_stages": (-1, "-1 none, 0 stem, k stem + s1..sk: no gradient, BN in inference mode"),
     "norm_eval": (False, "every BN in inference mode, also in training"),
     "force": (False, "allow frozen_stages / norm_eval without pretrained weights (a frozen random BN is a bug)"),
-    "conv_impl": ("auto", f"grouped 3x3 conv: 'auto' (measured per shape), one of {CONV_IMPLS}, or "
+    "conv_impl": ("auto", f"grouped 3x3 conv: 'auto' (measured per shape and mode), one of {CONV_IMPLS}, or "
                           f"{{block name: impl}} (e.g. from regnet_zoo_flax.grouped_conv.tune)"),
     "seed": (0, "int seed of the random initialisation"),
     "abstract": (False, "True: variables are jax.ShapeDtypeStruct (no memory, no compute); load weights later"),
@@ -52,7 +52,8 @@ class NetConfig:
     axis_name: str | None = None
     frozen_stages: int = -1
     norm_eval: bool = False
-    conv_impls: tuple[tuple[str, str], ...] = ()  # (block name, impl) for each grouped conv
+    conv_impls: tuple[tuple[str, str], ...] = ()  # (block name, impl) for each grouped conv, inference mode
+    train_conv_impls: tuple[tuple[str, str], ...] = ()  # the same in training mode (BN on batch statistics)
     zero_init_last: bool = True
 
     @property
@@ -71,8 +72,8 @@ class NetConfig:
     def feature_info(self) -> list[FeatureInfo]:
         return self.plan.feature_info(self.out_indices)
 
-    def conv_impl(self, block_name: str) -> str:
-        return dict(self.conv_impls).get(block_name, "xla")
+    def conv_impl(self, block_name: str, training: bool = False) -> str:
+        return dict(self.train_conv_impls if training else self.conv_impls).get(block_name, "xla")
 
     def bn_frozen(self, feature_index: int) -> bool:
         """True when the BN layers of feature index 0 (stem) .. 4 (s4) always use their running statistics."""
@@ -123,10 +124,11 @@ def make_config(plan: ArchPlan, *, num_classes: int, features_only: bool, out_in
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
     impls = choose_impls(plan, opts["conv_impl"])
+    train_impls = choose_impls(plan, opts["conv_impl"], training=True)
     config = NetConfig(plan=plan, num_classes=0 if features_only else num_classes, features_only=features_only,
                        out_indices=tuple(out_indices), in_chans=in_chans, data_format=opts["data_format"],
                        dtype=dtype_name, axis_name=opts["axis_name"], frozen_stages=fs, norm_eval=opts["norm_eval"],
-                       conv_impls=impls, zero_init_last=opts["zero_init_last"])
+                       conv_impls=impls, train_conv_impls=train_impls, zero_init_last=opts["zero_init_last"])
     return config, opts
 
 

@@ -82,13 +82,14 @@ class ConvNormAct(nn.Module):
     zero_init_bn: bool = False
     frozen: bool = False
     axis_name: str | None = None
-    impl: str = "xla"
+    impl: str = "xla"  # grouped conv in inference mode
+    train_impl: str = "xla"  # ... and in training mode
     where: str = ""
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = Conv(self.in_features, self.out_features, self.kernel_size, self.stride, self.groups, impl=self.impl,
-                 name="conv")(x)
+        x = Conv(self.in_features, self.out_features, self.kernel_size, self.stride, self.groups,
+                 impl=self.train_impl if train else self.impl, name="conv")(x)
         x = BatchNorm(self.out_features, self.zero_init_bn, self.frozen, self.axis_name, where=f"{self.where}.bn",
                       name="bn")(x, train)
         return jax.nn.relu(x) if self.act else x
@@ -121,7 +122,8 @@ class Bottleneck(nn.Module):
         x = ConvNormAct(b.in_width, w, 1, frozen=self.frozen, axis_name=a, where=f"{b.name}.conv1",
                         name="conv1")(x, train)
         x = ConvNormAct(w, w, 3, b.stride, b.groups, frozen=self.frozen, axis_name=a,
-                        impl=self.config.conv_impl(b.name), where=f"{b.name}.conv2", name="conv2")(x, train)
+                        impl=self.config.conv_impl(b.name), train_impl=self.config.conv_impl(b.name, True),
+                        where=f"{b.name}.conv2", name="conv2")(x, train)
         if b.se_width:
             x = SqueezeExcite(w, b.se_width, name="se")(x)
         x = ConvNormAct(w, b.out_width, 1, act=False, zero_init_bn=self.config.zero_init_last, frozen=self.frozen,

@@ -49,17 +49,19 @@ def _he_normal_fan_out(key, shape, groups: int):
 
 
 class Conv(Module):
-    """2-D conv holding ONE kernel (kh, kw, in / groups, out); ``impl`` says how a grouped conv is computed."""
+    """2-D conv holding ONE kernel (kh, kw, in / groups, out); ``impl`` / ``train_impl`` say how a grouped conv is
+    computed in inference / training mode."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
-                 use_bias: bool = False, impl: str = "xla", rngs: nnx.Rngs):
+                 use_bias: bool = False, impl: str = "xla", train_impl: str | None = None, rngs: nnx.Rngs):
         shape = (kernel_size, kernel_size, in_features // groups, out_features)
         self.kernel = nnx.Param(_he_normal_fan_out(rngs.params(), shape, groups))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
-        self.stride, self.groups, self.impl = stride, groups, impl
+        self.stride, self.groups, self.impl, self.train_impl = stride, groups, impl, train_impl or impl
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return ops.conv2d(x, self.kernel[...], stride=self.stride, groups=self.groups, impl=self.impl,
+    def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
+        return ops.conv2d(x, self.kernel[...], stride=self.stride, groups=self.groups,
+                          impl=self.train_impl if training else self.impl,
                           bias=None if self.bias is None else self.bias[...])
 
 
@@ -98,14 +100,15 @@ class ConvNormAct(Module):
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
                  act: bool = True, zero_init_bn: bool = False, frozen: bool = False, axis_name=None,
-                 impl: str = "xla", where: str = "", rngs: nnx.Rngs):
-        self.conv = Conv(in_features, out_features, kernel_size, stride=stride, groups=groups, impl=impl, rngs=rngs)
+                 impl: str = "xla", train_impl: str | None = None, where: str = "", rngs: nnx.Rngs):
+        self.conv = Conv(in_features, out_features, kernel_size, stride=stride, groups=groups, impl=impl,
+                         train_impl=train_impl, rngs=rngs)
         self.bn = BatchNorm(out_features, zero_init=zero_init_bn, frozen=frozen, axis_name=axis_name,
                             where=f"{where}.bn")
         self.act = act
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self.bn(self.conv(x))
+        x = self.bn(self.conv(x, training=not self.bn.use_running_average))
         return jax.nn.relu(x) if self.act else x
 
 
@@ -129,7 +132,8 @@ class Bottleneck(Module):
         self.conv1 = ConvNormAct(block.in_width, w, 1, frozen=frozen, axis_name=a, where=f"{block.name}.conv1",
                                  rngs=rngs)
         self.conv2 = ConvNormAct(w, w, 3, stride=block.stride, groups=block.groups, frozen=frozen, axis_name=a,
-                                 impl=config.conv_impl(block.name), where=f"{block.name}.conv2", rngs=rngs)
+                                 impl=config.conv_impl(block.name), train_impl=config.conv_impl(block.name, True),
+                                 where=f"{block.name}.conv2", rngs=rngs)
         self.se = SqueezeExcite(w, block.se_width, rngs=rngs) if block.se_width else None
         self.conv3 = ConvNormAct(w, block.out_width, 1, act=False, zero_init_bn=config.zero_init_last,
                                  frozen=frozen, axis_name=a, where=f"{block.name}.conv3", rngs=rngs)

@@ -48,6 +48,20 @@ def test_auto_rule():
         assert impl == expected.get(int(name[1]), "xla"), name
     assert len(impls) == 22
     assert dict(choose_impls(rz.plan("regnety_040"), {"s4.b2": "xla"}))["s4.b2"] == "xla"
+    # training mode: the loop's gradient is slow, so every grouped conv is split on CPU
+    assert auto_impl(SPLIT_MAX_GROUPS + 1, 64, "cpu", training=True) == "split"
+    assert auto_impl(17, 64, "gpu", training=True) == "xla"
+    train = dict(choose_impls(rz.plan("regnety_040"), "auto", training=True))
+    assert set(train.values()) == ({"split"} if jax.default_backend() == "cpu" else {"xla"})
+
+
+def test_model_switches_the_grouped_conv_with_the_mode():
+    model = rz.create("regnetx_002", framework="flax")
+    few, many = model.s1.b1.conv2.conv, model.s4.b1.conv2.conv  # 3 and 46 groups
+    if jax.default_backend() == "cpu":
+        assert (few.impl, few.train_impl) == ("split", "split") and (many.impl, many.train_impl) == ("loop", "split")
+    explicit = rz.create("regnetx_002", framework="flax", conv_impl="loop").s4.b1.conv2.conv
+    assert (explicit.impl, explicit.train_impl) == ("loop", "loop")
 
 
 def test_tune_returns_a_usable_mapping(capsys):
