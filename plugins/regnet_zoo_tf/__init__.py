@@ -16,4 +16,3 @@ def register_frameworks(register):
         install_hint="pip install 'regnet-zoo[tf]'",
         description="keras.Model on the TensorFlow backend (NHWC; data_format='channels_first' for NCHW)",
     ))
-

@@ -42,13 +42,13 @@ class FrozenRegNet(tf.Module):
     """An inference-only RegNet with folded, constant weights (see the module docstring)."""
 
     def __init__(self, plan: ArchPlan, state: Mapping[str, np.ndarray], *, num_classes: int,
-                 out_indices: tuple[int, ...] | None, data_format: str, in_chans: int, feature_info, name: str):
+                 out_indices: tuple[int, ...] | None, data_format: str, in_chans: int, name: str):
         super().__init__(name=name.replace(".", "_"))
         self.num_classes, self.out_indices, self.data_format, self.in_chans = num_classes, out_indices, data_format, \
             in_chans
         # plain attributes, kept out of TensorFlow's object tracking (nothing in them is a variable)
         object.__setattr__(self, "plan", plan)
-        object.__setattr__(self, "feature_info", feature_info)
+        object.__setattr__(self, "feature_info", None if out_indices is None else tuple(plan.feature_info(out_indices)))
         object.__setattr__(self, "_guard", InputGuard(in_chans, data_format, MIN_INPUT_SIZE, plan.name))
         object.__setattr__(self, "_consts", self._folded(state))
         shape = (None, in_chans, None, None) if data_format == "channels_first" else (None, None, None, in_chans)
@@ -74,7 +74,7 @@ class FrozenRegNet(tf.Module):
         c = {k: tf.constant(v) for k, v in self._consts.items()}
         x = tf.transpose(images, (0, 2, 3, 1)) if self.data_format == "channels_first" else images
 
-        def conv(x, p, stride=1, groups=1, relu=True):
+        def conv(x, p, stride=1, relu=True):  # a grouped kernel (3, 3, in / groups, out) makes a grouped conv
             k = c[f"{p}.kernel"]
             if k.shape[0] > 1:
                 x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
@@ -87,7 +87,7 @@ class FrozenRegNet(tf.Module):
             x = maps[-1]
             for b in stage.blocks:
                 p = b.name
-                y = conv(conv(x, f"{p}.conv1"), f"{p}.conv2", b.stride, b.groups)
+                y = conv(conv(x, f"{p}.conv1"), f"{p}.conv2", b.stride)
                 if b.se_width:
                     s = tf.reduce_mean(y, axis=(1, 2))
                     s = tf.nn.relu(tf.matmul(s, c[f"{p}.se.fc1.weight"]) + c[f"{p}.se.fc1.bias"])
@@ -134,5 +134,4 @@ def optimize_for_inference(model: Any) -> FrozenRegNet:
                          "this keras-hub form backbone has no out_indices")
     return FrozenRegNet(plan, export_canonical(model), num_classes=num_classes,
                         out_indices=tuple(backbone.out_indices) if features else None,
-                        data_format=backbone.data_format, in_chans=backbone.in_chans,
-                        feature_info=tuple(backbone.feature_info) if features else None, name=model.name)
+                        data_format=backbone.data_format, in_chans=backbone.in_chans, name=model.name)
