@@ -61,18 +61,18 @@ def choose_impls(plan: ArchPlan, conv_impl: Any, training: bool = False) -> tupl
                              f"{'unknown impls ' + ', '.join(bad_impls) if bad_impls else ''}; keys are grouped "
                              f"blocks of {plan.name} (e.g. {blocks[0].name if blocks else 's1.b1'}), values one of "
                              f"{CONV_IMPLS}")
-        platform = _platform()
-        return tuple((b.name, conv_impl.get(b.name) or auto_impl(b.groups, b.bottleneck_width // b.groups, platform,
-                                                                   training))
-                     for b in blocks)
-    if conv_impl == "auto":
-        platform = _platform()
-        return tuple((b.name, auto_impl(b.groups, b.bottleneck_width // b.groups, platform, training))
-                     for b in blocks)
-    if conv_impl in CONV_IMPLS:
+        overrides: Mapping[str, str] = conv_impl
+    elif conv_impl == "auto":
+        overrides = {}
+    elif conv_impl in CONV_IMPLS:
         return tuple((b.name, conv_impl) for b in blocks)
-    raise ValueError(f"conv_impl={conv_impl!r}; expected 'auto', one of {', '.join(map(repr, CONV_IMPLS))}, or a "
-                     f"mapping from block name to impl")
+    else:
+        raise ValueError(f"conv_impl={conv_impl!r}; expected 'auto', one of {', '.join(map(repr, CONV_IMPLS))}, or a "
+                         f"mapping from block name to impl")
+    platform = _platform()
+    return tuple((b.name, overrides.get(b.name) or auto_impl(b.groups, b.bottleneck_width // b.groups, platform,
+                                                             training))
+                 for b in blocks)
 
 
 def block_shapes(plan: ArchPlan, size: int = 224) -> list[tuple[str, int, int, int, int]]:
