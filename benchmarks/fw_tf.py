@@ -58,6 +58,9 @@ def make_rz_tf_fast(model: str):
     return rz.create(model, framework="tf", fast=True)
 
 
+RZ_MAKERS = {"rz-tf": make_rz_tf, "rz-tf-fast": make_rz_tf_fast}
+
+
 def rz_tf_inference(model):
     """The plugin's compiled inference path; a plain ``tf.function`` over ``model(x, training=False)`` otherwise."""
     try:
@@ -87,8 +90,7 @@ def build(contender: str, case, device: str) -> Prepared:
     else:
         import regnet_zoo_tf.build  # noqa: F401
     t0 = time.perf_counter()
-    model = make_hf_tf(case.model) if hf else make_rz_tf_fast(case.model) if contender == "rz-tf-fast" else \
-        make_rz_tf(case.model)
+    model = make_hf_tf(case.model) if hf else RZ_MAKERS[contender](case.model)
     create_s = time.perf_counter() - t0
     if contender == "rz-tf-fast":  # weights are graph constants, not variables
         import regnet_zoo as rz
