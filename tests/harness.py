@@ -86,6 +86,18 @@ def ops(framework: str) -> Ops:
     return Ops(framework)
 
 
+def loaded_model(framework: str, name: str, num_classes: int = 1000, **kwargs: Any):
+    """``rz.create(name, framework, ...)`` with ``random_state`` loaded through the framework's loader hook (without
+    the head keys for a headless or ``features_only`` model)."""
+    o = ops(framework)
+    model = o.create(name, num_classes=num_classes, **kwargs)
+    state = random_state(name, num_classes=num_classes)
+    if kwargs.get("features_only") or not num_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    o.load(model, state)
+    return model
+
+
 def timm_model(name: str, state: dict[str, np.ndarray], num_classes: int = 1000):
     """timm's own model for ``name`` (built from the same explicit plan) with ``state`` loaded, in eval mode."""
     import timm

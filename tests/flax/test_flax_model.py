@@ -17,7 +17,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
-from harness import random_state, rel_err  # noqa: E402
+from harness import loaded_model, random_state, rel_err  # noqa: E402
 from regnet_zoo.errors import WeightsError  # noqa: E402
 from regnet_zoo.keys import canonical_shapes  # noqa: E402
 from regnet_zoo.outputs import RegNetOutput  # noqa: E402
@@ -37,12 +37,7 @@ def create(name=SMALL, **kwargs):
 
 
 def loaded(name=SMALL, num_classes=1000, **kwargs):
-    model = create(name, num_classes=num_classes, **kwargs)
-    state = random_state(name, num_classes=num_classes)
-    if kwargs.get("features_only") or num_classes == 0:
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    load_canonical(model, state)
-    return model
+    return loaded_model("flax", name, num_classes, **kwargs)
 
 
 def batch_norms(model) -> dict[tuple, BatchNorm]:

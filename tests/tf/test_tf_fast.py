@@ -7,7 +7,7 @@ import pytest
 
 import regnet_zoo as rz
 from testdeps import require
-from harness import random_input, random_state, rel_err
+from harness import loaded_model, random_input, random_state, rel_err
 
 require("tensorflow", "keras", "keras_hub")
 
@@ -21,18 +21,9 @@ from regnet_zoo_tf.weights import export_canonical, load_canonical  # noqa: E402
 TOL = 1e-5
 
 
-def loaded(name, num_classes=1000, **kwargs):
-    model = rz.create(name, "tf", num_classes=num_classes, **kwargs)
-    state = random_state(name, num_classes=num_classes)
-    if kwargs.get("features_only") or not num_classes:
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    load_canonical(model, state)
-    return model
-
-
 @pytest.mark.parametrize("name", ["regnetx_002", "regnety_004", "regnety_040"])
 def test_fast_classifier_matches_the_keras_model(name):
-    model = loaded(name)
+    model = loaded_model("tf", name)
     fast = optimize_for_inference(model)
     x = nhwc(random_input(batch=2, size=64))
     assert rel_err(fast(x), model(x, training=False)) <= TOL
@@ -51,7 +42,7 @@ def assert_close(got, want):
                                     dict(features_only=True, data_format="channels_first"),
                                     dict(data_format="channels_first")])
 def test_fast_headless_features_and_channels_first(kwargs):
-    model = loaded("regnety_002", **kwargs)
+    model = loaded_model("tf", "regnety_002", **kwargs)
     fast = optimize_for_inference(model)
     x = random_input(batch=2, size=64)
     assert_close(fast(x if kwargs.get("data_format") == "channels_first" else nhwc(x)),
@@ -79,7 +70,7 @@ def test_create_fast_is_a_snapshot_of_the_weights(tmp_path):
 
 
 def test_saved_model_of_the_fast_model_serves_any_size(tmp_path):
-    model = loaded("regnety_002", num_classes=7)
+    model = loaded_model("tf", "regnety_002", num_classes=7)
     fast = optimize_for_inference(model)
     tf.saved_model.save(fast, str(tmp_path / "fast"))
     served = tf.saved_model.load(str(tmp_path / "fast"))
@@ -89,7 +80,7 @@ def test_saved_model_of_the_fast_model_serves_any_size(tmp_path):
 
 
 def test_fast_refusals_say_what_to_do():
-    model = loaded("regnetx_002")
+    model = loaded_model("tf", "regnetx_002")
     fast = optimize_for_inference(model)
     with pytest.raises(TypeError, match="FrozenRegNet.*fast=False"):
         export_canonical(fast)
