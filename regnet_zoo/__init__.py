@@ -16,7 +16,8 @@ from .errors import (
 from .frameworks import BuildRequest, Framework, FrameworkInfo, WeightSource
 from .hookspecs import hookimpl
 from .outputs import RegNetOutput
-from .plan import ArchPlan, BlockPlan, FeatureInfo, StagePlan
+from .feature_info import FeatureInfo, FeatureInfoList
+from .plan import ArchPlan, BlockPlan, StagePlan
 from .variant import Variant, WeightTag
 
 __version__ = "0.1.0"
@@ -39,7 +40,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ArchPlan", "BlockPlan", "BuildRequest", "FeatureInfo", "Framework", "FrameworkInfo",
+    "ArchPlan", "BlockPlan", "BuildRequest", "FeatureInfo", "FeatureInfoList", "Framework", "FrameworkInfo",
     "FrameworkNotInstalledError", "PluginError", "RegNetOutput", "RegNetZooError", "RegistryError", "StagePlan",
     "UnknownFrameworkError", "UnknownVariantError", "Variant", "WeightSource", "WeightTag", "WeightsError",
     "create", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",

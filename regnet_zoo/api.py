@@ -10,7 +10,8 @@ from typing import Any, Iterable
 
 from .errors import FrameworkNotInstalledError, PluginError, WeightsError
 from .frameworks import BuildRequest, FrameworkInfo, WeightSource, import_object
-from .plan import ArchPlan, FeatureInfo, build_plan, normalize_out_indices
+from .feature_info import FeatureInfoList, normalize_out_indices
+from .plan import ArchPlan, build_plan
 from .plugins import get_host
 from .registry import Resolved
 from .variant import Variant, WeightTag
@@ -52,7 +53,7 @@ def plan(name: str) -> ArchPlan:
     return _plan_of(get_variant(name))
 
 
-def feature_info(name: str, out_indices: Iterable[int] = (1, 2, 3, 4)) -> list[FeatureInfo]:
+def feature_info(name: str, out_indices: Iterable[int] = (1, 2, 3, 4)) -> FeatureInfoList:
     """Channels, reduction and level of each feature map ``create(..., features_only=True)`` returns."""
     return plan(name).feature_info(out_indices)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from . import complexity
+from .feature_info import NUM_FEATURE_INDICES, FeatureInfo, FeatureInfoList, normalize_out_indices
 from .variant import Variant
 
-NUM_FEATURE_INDICES = 5
 MIN_INPUT_SIZE = 2**NUM_FEATURE_INDICES
 
 
@@ -57,21 +57,6 @@ class StagePlan:
 
 
 @dataclass(frozen=True)
-class FeatureInfo:
-    """One feature map a backbone can return (timm's ``feature_info`` entry plus the pyramid level)."""
-
-    index: int  # 0 = stem, 1..4 = s1..s4
-    name: str  # module name: "stem", "s1", ...
-    level: str  # "P1" .. "P5" (stride 2**k)
-    channels: int
-    reduction: int
-
-    def as_dict(self) -> dict:
-        return {"index": self.index, "name": self.name, "level": self.level, "channels": self.channels,
-                "reduction": self.reduction}
-
-
-@dataclass(frozen=True)
 class ArchPlan:
     """Per-stage layout of a variant, with complexity and feature metadata. Pure Python."""
 
@@ -90,18 +75,19 @@ class ArchPlan:
     def depth(self) -> int:
         return sum(s.depth for s in self.stages)
 
-    def all_feature_info(self) -> list[FeatureInfo]:
-        infos = [FeatureInfo(0, "stem", "P1", self.stem_width, 2)]
+    def all_feature_info(self) -> FeatureInfoList:
+        """All five maps (stem, s1..s4): what a classifier or headless model reports."""
+        infos = FeatureInfoList([FeatureInfo(0, "stem", "P1", self.stem_width, 2)])
         reduction = 2
         for s in self.stages:
             reduction *= s.stride
             infos.append(FeatureInfo(s.index, s.name, f"P{s.index + 1}", s.out_width, reduction))
         return infos
 
-    def feature_info(self, out_indices: Iterable[int] = (1, 2, 3, 4)) -> list[FeatureInfo]:
+    def feature_info(self, out_indices: Iterable[int] = (1, 2, 3, 4)) -> FeatureInfoList:
         """Feature metadata for ``out_indices`` (validated, returned in ascending order)."""
         infos = self.all_feature_info()
-        return [infos[i] for i in normalize_out_indices(out_indices, len(infos))]
+        return FeatureInfoList(infos[i] for i in normalize_out_indices(out_indices, len(infos)))
 
     def params(self, num_classes: int = 1000, in_chans: int = 3) -> int:
         """Exact parameter count (conv weights, BN affine, SE biases, classifier weight + bias)."""
@@ -122,22 +108,6 @@ class ArchPlan:
     def min_input_size(self) -> int:
         """Smallest input side a plugin accepts: 2**5 = 32, so each of the five stride-2 layers halves real pixels."""
         return MIN_INPUT_SIZE
-
-
-def normalize_out_indices(out_indices: Iterable[int], count: int = NUM_FEATURE_INDICES) -> tuple[int, ...]:
-    """Validate feature indices (ints in 0..count-1, no duplicates) and return them sorted."""
-    if isinstance(out_indices, int) or isinstance(out_indices, (str, bytes)):
-        raise ValueError(f"out_indices must be a sequence of ints in 0..{count - 1}, got {out_indices!r}")
-    idx = list(out_indices)
-    bad = [i for i in idx if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < count]
-    if bad or not idx:
-        raise ValueError(
-            f"out_indices must be a non-empty sequence of ints in 0..{count - 1} "
-            f"(0 = stem, 1..4 = stages s1..s4), got {tuple(idx)!r}"
-        )
-    if len(set(idx)) != len(idx):
-        raise ValueError(f"out_indices has duplicates: {tuple(idx)!r}")
-    return tuple(sorted(idx))
 
 
 def build_plan(variant: Variant) -> ArchPlan:

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from regnet_zoo.freezing import refuse_frozen_random_bn
-from regnet_zoo.plan import ArchPlan, FeatureInfo
+from regnet_zoo.feature_info import FeatureInfo
+from regnet_zoo.plan import ArchPlan
 
 from .grouped_conv import choose_impls
 from .ops import CONV_IMPLS

@@ -19,7 +19,8 @@ from typing import Iterable, Sequence
 
 from keras_hub.models import FeaturePyramidBackbone
 
-from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan, StagePlan, normalize_out_indices
+from regnet_zoo.feature_info import normalize_out_indices
+from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan, StagePlan
 
 from ._tf import keras
 from .layers import GROUPED_CONV_IMPLS, PACKAGE, BatchNorm, GroupedConv2D, InputGuard

@@ -15,7 +15,8 @@ import torch.nn as nn
 from timm.layers import ClassifierHead, ConvNormAct, SEModule, calculate_drop_path_rates
 from timm.models.regnet import Bottleneck, RegStage
 
-from regnet_zoo.plan import ArchPlan, FeatureInfo
+from regnet_zoo.feature_info import FeatureInfo
+from regnet_zoo.plan import ArchPlan
 
 from .outputs import RegNetOutput, classification_loss
 
