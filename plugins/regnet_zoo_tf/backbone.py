@@ -197,7 +197,8 @@ class RegNetBackbone(FeaturePyramidBackbone):
         self.variant = variant
         self.se_ratio = se_ratio
         self.plan = plan
-        self.feature_info = plan.feature_info(indices) if indices is not None else infos[1:]
+        # Untracked: Keras would turn the entries into TrackedDicts.
+        object.__setattr__(self, "feature_info", plan.feature_info(indices if indices is not None else (1, 2, 3, 4)))
         levels = range(len(infos)) if indices is None else indices
         self.pyramid_outputs = {infos[i].level: maps[i] for i in levels if indices is not None or i > 0}
         # All five maps (stem, s1..s4) in the user's layout, sharing this model's layers; deliberately not tracked
