@@ -5,6 +5,7 @@ Importing this package imports no framework; ``create`` imports the one it needs
 
 from .api import create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
 from .errors import (
+    ExportError,
     FrameworkNotInstalledError,
     PluginError,
     RegistryError,
@@ -13,7 +14,8 @@ from .errors import (
     UnknownVariantError,
     WeightsError,
 )
-from .frameworks import BuildRequest, Framework, FrameworkInfo, WeightSource
+from .export import ExportReport, Tolerance, export
+from .frameworks import BuildRequest, ExportFormat, Framework, FrameworkInfo, WeightSource
 from .hookspecs import hookimpl
 from .outputs import RegNetOutput
 from .feature_info import FeatureInfo, FeatureInfoList
@@ -40,9 +42,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ArchPlan", "BlockPlan", "BuildRequest", "FeatureInfo", "FeatureInfoList", "Framework", "FrameworkInfo",
+    "ArchPlan", "BlockPlan", "BuildRequest", "ExportError", "ExportFormat", "ExportReport", "FeatureInfo", "FeatureInfoList", "Framework", "FrameworkInfo",
     "FrameworkNotInstalledError", "PluginError", "RegNetOutput", "RegNetZooError", "RegistryError", "StagePlan",
     "UnknownFrameworkError", "UnknownVariantError", "Variant", "WeightSource", "WeightTag", "WeightsError",
-    "create", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",
+    "Tolerance", "create", "export", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",
     *_LAZY,
 ]

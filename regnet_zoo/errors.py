@@ -36,3 +36,11 @@ class PluginError(RegNetZooError):
 
 class WeightsError(RegNetZooError):
     """Weights that cannot be found, read or matched to a model."""
+
+
+class ExportError(RegNetZooError):
+    """An export whose artefact failed verification against its source model; ``report`` holds the numbers."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report

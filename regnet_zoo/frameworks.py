@@ -24,7 +24,8 @@ class Framework:
       logits / pooled features (N, K) for a classifier, or the list of NCHW maps of a ``features_only`` model;
     * ``loader(model, state, strict=True)`` loads canonical (timm-named) numpy weights into a built model; strict
       loading lists every missing, unexpected and mis-shaped key in one ``WeightsError``;
-    * ``exporter(model)`` returns its weights as a canonical dict of numpy arrays (bit-exact round trip).
+    * ``exporter(model)`` returns its weights as a canonical dict of numpy arrays (bit-exact round trip);
+    * ``formats``: the deployment formats it writes (``ExportFormat``; see ``regnet_zoo.export``).
     """
 
     name: str
@@ -36,6 +37,7 @@ class Framework:
     loader: str | None = None
     exporter: str | None = None
     blocks: tuple[str, ...] = ("x", "y")  # block types it can build
+    formats: tuple["ExportFormat", ...] = ()
     description: str = ""
     plugin: str = ""  # filled in by the host
 
@@ -47,6 +49,28 @@ class Framework:
     @property
     def missing(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A deployment format a framework plugin writes from its own models.
+
+    ``writer`` is a ``"module:function"`` string, imported on first use: ``writer(model, path, request)`` writes the
+    artefact at ``path`` (``regnet_zoo.export.ExportRequest``) and returns a ``regnet_zoo.export.Artefact`` that runs
+    the written file in its runtime. ``suffix`` is the file ending (``""``: the artefact is a directory);
+    ``requires`` the runtime modules beyond the framework, installed with ``install_hint``; ``max_bytes`` the largest
+    weights the format holds, and ``instead`` what to use above it.
+    """
+
+    name: str
+    writer: str
+    suffix: str = ""
+    precisions: tuple[str, ...] = ("fp32",)
+    requires: tuple[str, ...] = ()
+    install_hint: str = ""
+    max_bytes: int | None = None
+    instead: str = ""
+    description: str = ""
 
 
 @dataclass(frozen=True)
