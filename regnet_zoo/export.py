@@ -132,9 +132,9 @@ class ExportReport:
 
     def __str__(self) -> str:
         batch = "dynamic" if self.batch is None else str(self.batch)
-        lines = [f"{self.path}: {self.format} ({self.precision}, batch {batch}, input "
-                 f"{'x'.join(map(str, self.input_shape[1:]))} NCHW), {self.bytes / 1e6:.1f} MB, from {self.framework}, "
-                 f"{self.seconds:.1f} s"]
+        lines = [f"{self.path}: {self.format} ({self.precision}, batch {batch}, "
+                 f"{'x'.join(map(str, self.input_shape[2:]))} input), {self.bytes / 1e6:.1f} MB, from "
+                 f"{self.framework}, {self.seconds:.1f} s; verified on {VERIFY_IMAGES} fixed images"]
         lines += [f"  {k}: {v}" for k, v in self.notes.items()]
         for o in self.outputs:
             top1 = "" if o.top1 is None else f", top-1 agreement {o.top1:.3f}"
