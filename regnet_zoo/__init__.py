@@ -14,7 +14,7 @@ from .errors import (
     UnknownVariantError,
     WeightsError,
 )
-from .export import ExportReport, Tolerance, export
+from .deploy import ExportReport, Tolerance, export
 from .frameworks import BuildRequest, ExportFormat, Framework, FrameworkInfo, WeightSource
 from .hookspecs import hookimpl
 from .outputs import RegNetOutput

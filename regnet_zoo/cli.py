@@ -334,6 +334,77 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model for deployment, verify it in its runtime against the source model, print the numbers."""
+    from .deploy import DEFAULT_TOLERANCE, Tolerance, export
+
+    res = api.resolve(args.name)
+    pretrained: Any = args.weights if args.weights else bool(res.tag)
+    features = _out_indices(args.features) if args.features else None
+    default = DEFAULT_TOLERANCE.get(args.precision, Tolerance())
+    tolerance = Tolerance(
+        max_rel=args.max_rel if args.max_rel is not None else default.max_rel,
+        min_cosine=args.min_cosine if args.min_cosine is not None else default.min_cosine,
+        min_top1=args.min_top1 if args.min_top1 is not None else default.min_top1)
+    kwargs: dict[str, Any] = {}
+    if features:
+        kwargs.update(features_only=True, out_indices=features)
+    if args.opset is not None:
+        kwargs["opset"] = args.opset
+    report = export(args.name, args.out, args.format, pretrained=pretrained, num_classes=args.num_classes,
+                    input_size=args.input_size, batch=None if args.dynamic_batch else args.batch,
+                    precision=args.precision, representative_data=args.representative, tolerance=tolerance, **kwargs)
+    if args.json:
+        print(json.dumps({"path": str(report.path), "format": report.format, "framework": report.framework,
+                          "precision": report.precision, "batch": report.batch, "bytes": report.bytes,
+                          "files": [str(f) for f in report.files], "seconds": report.seconds,
+                          "weights": str(args.weights) if args.weights else (args.name if res.tag else "random"),
+                          "notes": {k: str(v) for k, v in report.notes.items()}, "passed": report.passed,
+                          "outputs": [{"name": o.name, "shape": list(o.shape), "max_rel": o.max_rel,
+                                       "cosine": o.cosine, "top1": o.top1} for o in report.outputs]}, indent=2))
+        return 0
+    print(report)
+    if not pretrained:
+        print(f"  weights: random (pass {res.variant.name}.TAG or --weights PATH for trained weights)")
+    return 0
+
+
+def _out_indices(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(i) for i in text.split(","))
+    except ValueError:
+        raise ValueError(f"--features takes comma-separated feature indices (0 = stem, 1..4 = s1..s4), e.g. "
+                         f"'1,2,3,4'; got {text!r}") from None
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export for deployment (onnx, tflite, stablehlo, saved_model, torch_export), "
+                       "verified against the source model",
+                       description="Build NAME (NAME.TAG loads that tag's weights), export it to OUT in --format, run "
+                       "the artefact in its runtime on a fixed image set and compare it with the source model. "
+                       "Nothing is written when the check fails.")
+    p.add_argument("name", metavar="NAME[.TAG]")
+    p.add_argument("out", metavar="OUT", help="output file (a directory for saved_model); its directory must exist")
+    p.add_argument("--format", "-F", required=True, help="onnx, tflite, stablehlo, saved_model or torch_export")
+    p.add_argument("--weights", "-w", help="checkpoint file or model directory (default: NAME.TAG's weights, else "
+                   "random)")
+    p.add_argument("--features", metavar="OUT_INDICES", help="export a features_only backbone, e.g. '1,2,3,4'")
+    p.add_argument("--num-classes", type=int, help="classifier size (0 = pooled features; default: the weights')")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=int, help="fixed batch size")
+    batch.add_argument("--dynamic-batch", action="store_true", help="symbolic batch dimension (the default)")
+    p.add_argument("--input-size", type=int, help="input height and width (default: the weights', else 224)")
+    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16, int8_dynamic (int8 weights) or int8 "
+                   "(full integer; needs --representative)")
+    p.add_argument("--representative", metavar="DIR", help="folder of calibration images for --precision int8")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--max-rel", type=float, help="fail above this max relative error (default per precision)")
+    p.add_argument("--min-cosine", type=float, help="fail below this cosine similarity (default per precision)")
+    p.add_argument("--min-top1", type=float, help="fail below this top-1 agreement with fp32")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regnet-zoo", description="RegNet X/Y variants as data, built in "
                                      "PyTorch, TensorFlow or Flax.")
@@ -398,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    add_export_parser(sub)
     return parser
 
 

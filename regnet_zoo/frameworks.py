@@ -25,7 +25,7 @@ class Framework:
     * ``loader(model, state, strict=True)`` loads canonical (timm-named) numpy weights into a built model; strict
       loading lists every missing, unexpected and mis-shaped key in one ``WeightsError``;
     * ``exporter(model)`` returns its weights as a canonical dict of numpy arrays (bit-exact round trip);
-    * ``formats``: the deployment formats it writes (``ExportFormat``; see ``regnet_zoo.export``).
+    * ``formats``: the deployment formats it writes (``ExportFormat``; see ``regnet_zoo.deploy``).
     """
 
     name: str
@@ -56,7 +56,7 @@ class ExportFormat:
     """A deployment format a framework plugin writes from its own models.
 
     ``writer`` is a ``"module:function"`` string, imported on first use: ``writer(model, path, request)`` writes the
-    artefact at ``path`` (``regnet_zoo.export.ExportRequest``) and returns a ``regnet_zoo.export.Artefact`` that runs
+    artefact at ``path`` (``regnet_zoo.deploy.ExportRequest``) and returns a ``regnet_zoo.deploy.Artefact`` that runs
     the written file in its runtime. ``suffix`` is the file ending (``""``: the artefact is a directory);
     ``requires`` the runtime modules beyond the framework, installed with ``install_hint``; ``max_bytes`` the largest
     weights the format holds, and ``instead`` what to use above it.

@@ -1,4 +1,4 @@
-"""The ``stablehlo`` export writer of the flax plugin (the ``writer`` contract is in ``regnet_zoo.export``).
+"""The ``stablehlo`` export writer of the flax plugin (the ``writer`` contract is in ``regnet_zoo.deploy``).
 
 ``jax.export`` of the model's inference function (running BN statistics) with the weights baked in as constants,
 input ``images`` in the model's layout (NHWC, or NCHW for ``data_format="channels_first"``) with a symbolic batch
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from regnet_zoo.export import Artefact, ExportRequest
+from regnet_zoo.deploy import Artefact, ExportRequest
 
 from .build import LinenModel
 from .config import NetConfig

@@ -1,5 +1,5 @@
 """Export a regnet_zoo_tf model for deployment: a TensorFlow SavedModel for serving (TF Serving,
-``tf.saved_model.load``) and a TFLite / LiteRT flatbuffer, plus their ``regnet_zoo.export`` writers.
+``tf.saved_model.load``) and a TFLite / LiteRT flatbuffer, plus their ``regnet_zoo.deploy`` writers.
 
 The ``serve`` endpoint (also the ``serving_default`` signature) takes a float32 image batch in the model's layout
 with any batch size, height and width (>= 32) and runs in inference mode. It returns a dict:
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regnet_zoo.export import Artefact, ExportRequest, check_capacity, get_format
+from regnet_zoo.deploy import Artefact, ExportRequest, check_capacity, get_format
 
 from ._tf import keras, tf
 from .backbone import RegNetBackbone

@@ -1,4 +1,4 @@
-"""Export writers of the torch plugin (the ``writer`` contract is in ``regnet_zoo.export``):
+"""Export writers of the torch plugin (the ``writer`` contract is in ``regnet_zoo.deploy``):
 
 * ``onnx``: ``torch.onnx.export`` with the dynamo exporter at opset ``OPSET``, input ``images`` (NCHW, batch fixed or
   symbolic ``batch``), outputs named ``logits`` / ``pooler_output`` / the pyramid levels (``P2``..); weights go to a
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from regnet_zoo.export import Artefact, ExportRequest
+from regnet_zoo.deploy import Artefact, ExportRequest
 
 from .fast import InferenceModel
 

@@ -219,9 +219,10 @@ def _check_precision(fmt: ExportFormat, precision: str, representative: Any) -> 
         raise ValueError(f"format {fmt.name!r} supports precision {', '.join(fmt.precisions)}, not {precision!r}"
                          + (f"; formats with {precision}: {', '.join(others)}" if others else ""))
     if precision == "int8" and representative is None:
-        raise ValueError("precision 'int8' quantizes the activations too and needs representative_data (an image "
-                         "array, a list of image files or a folder of images, ~100 images like the ones you will "
-                         "run); for weight-only int8 without data use precision 'int8_dynamic'")
+        raise ValueError("precision 'int8' quantizes the activations too and needs representative data "
+                         "(representative_data= an image array, image files or a folder; --representative DIR on the "
+                         "command line), ~100 images like the ones you will run; for weight-only int8 without data "
+                         "use precision 'int8_dynamic'")
     if precision != "int8" and representative is not None:
         raise ValueError(f"representative_data is only used by precision 'int8', not {precision!r}")
 
@@ -432,7 +433,7 @@ def export(
         artefact = writer(model, staged, request)
         if not isinstance(artefact, Artefact):
             raise PluginError(f"the {fmt.name!r} writer of plugin {fw.plugin!r} returned "
-                              f"{type(artefact).__name__}; expected a regnet_zoo.export.Artefact")
+                              f"{type(artefact).__name__}; expected a regnet_zoo.deploy.Artefact")
         x = verification_images(size, artefact.in_chans)
         want = _in_batches(lambda b: source(model, b), x, batch)
         got = _in_batches(artefact.run, x, batch)
