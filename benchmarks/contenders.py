@@ -40,11 +40,18 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender("timm", "torch", "timm.create_model, eager NCHW (inference_mode)", None, quick=(INFER, TRAIN)),
     Contender("timm-cl", "torch", "timm.create_model, eager channels_last", "timm"),
     Contender("hf-pt", "torch", "transformers RegNetForImageClassification (PyTorch) eager", "timm"),
+    # -- deployment runtimes, beside the framework they are exported from (rz.export, verified, then timed)
+    Contender("rz-onnxruntime", "torch", "rz.export(format='onnx') run in ONNX Runtime (CPU provider)", "rz-torch",
+              modes=(INFER,)),
     # -- TensorFlow: baseline HF TFRegNet inside tf.function
     Contender("rz-tf", "tf", "regnet-zoo tf (Keras 3), the plugin's compiled inference function; NHWC",
               "hf-tf-function", quick=(INFER,)),
     Contender("rz-tf-fast", "tf", "regnet-zoo tf, fast=True (BN folded, weights frozen into the graph); NHWC",
               "hf-tf-function", modes=(INFER,), quick=(INFER,)),
+    Contender("rz-tflite", "tf", "rz.export(format='tflite') fp32 run in the TFLite / LiteRT interpreter; NHWC",
+              "rz-tf", modes=(INFER,)),
+    Contender("rz-tflite-int8", "tf", "rz.export(format='tflite', precision='int8') full integer, calibrated on "
+              "the export's fixed images; NHWC", "rz-tf", modes=(INFER,)),
     Contender("hf-tf-eager", "tf", "transformers TFRegNetForImageClassification, eager (NCHW input)",
               "hf-tf-function"),
     Contender("hf-tf-function", "tf", "transformers TFRegNetForImageClassification inside tf.function", None,

@@ -83,7 +83,35 @@ def _sync(device: str) -> None:
         tf.test.experimental.sync_devices()
 
 
+def build_tflite(contender: str, case, device: str) -> Prepared:
+    """Export a random-weight classifier with ``rz.export`` (verified against the Keras model), time the TFLite /
+    LiteRT interpreter on it; the int8 row calibrates on the export's fixed verification images."""
+    import tempfile
+
+    import regnet_zoo as rz
+    from regnet_zoo.deploy import verification_images
+    from regnet_zoo_tf.export import interpreter
+
+    if device != "cpu":
+        raise Unavailable("the TFLite interpreter runs on the CPU here")
+    t0 = time.perf_counter()
+    folder = tempfile.mkdtemp(prefix="rz-tflite-")
+    model = rz.create(case.model, framework="tf")
+    int8 = contender == "rz-tflite-int8"
+    extra = dict(precision="int8", representative_data=verification_images((case.size, case.size))) if int8 else {}
+    report = rz.export(model, f"{folder}/{case.model}.tflite", "tflite", input_size=case.size, batch=case.batch,
+                       **extra)
+    runner = interpreter(report.path).get_signature_runner("serving_default")
+    create_s = time.perf_counter() - t0
+    x = seeded_input(case.batch, case.size, "nhwc")
+    step = lambda: runner(images=x)  # noqa: E731
+    return Prepared(step=step, create_s=create_s, params=rz.plan(case.model).params(1000),
+                    notes=[f"export cosine {report.outputs[0].cosine:.4f}"])
+
+
 def build(contender: str, case, device: str) -> Prepared:
+    if contender in ("rz-tflite", "rz-tflite-int8"):
+        return build_tflite(contender, case, device)
     hf = contender.startswith("hf-")
     if hf:
         import transformers  # noqa: F401  (import outside the timed creation)

@@ -76,7 +76,33 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def build_onnxruntime(case, device: str) -> Prepared:
+    """Export a random-weight classifier with ``rz.export`` (verified against torch), time ONNX Runtime on it."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    import regnet_zoo as rz
+
+    if device != "cpu":
+        raise Unavailable("the ONNX Runtime contender runs the CPU execution provider only")
+    t0 = time.perf_counter()
+    folder = tempfile.mkdtemp(prefix="rz-onnx-")
+    model = rz.create(case.model, framework="torch")
+    report = rz.export(model, f"{folder}/{case.model}.onnx", "onnx", input_size=case.size, batch=case.batch)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(report.path), options, providers=["CPUExecutionProvider"])
+    create_s = time.perf_counter() - t0
+    x = seeded_input(case.batch, case.size)
+    step = lambda: session.run(None, {"images": x})  # noqa: E731
+    return Prepared(step=step, create_s=create_s, params=sum(p.numel() for p in model.parameters()),
+                    notes=[f"export max rel err {report.outputs[0].max_rel:.1e}"])
+
+
 def build(contender: str, case, device: str) -> Prepared:
+    if contender == "rz-onnxruntime":
+        return build_onnxruntime(case, device)
     if contender == "hf-pt":  # import outside the timed creation, like torch and timm are
         import transformers  # noqa: F401
     t0 = time.perf_counter()

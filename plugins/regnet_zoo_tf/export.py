@@ -25,7 +25,6 @@ from .fast import FrozenRegNet, optimize_for_inference
 
 # TFLite ops a grouped conv decomposes into when the converter cannot keep it as one CONV_2D (TF < 2.9)
 SPLIT_OPS = ("SPLIT", "SPLIT_V", "CONCATENATION")
-CALIBRATION_BATCH = 1
 
 
 def serving_spec(model) -> tf.TensorSpec:
@@ -173,10 +172,13 @@ def _converter(frozen: FrozenRegNet, request: ExportRequest, names: tuple[str, .
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif request.precision == "int8":
         data = _to_layout(request.representative, frozen.data_format)
+        step = request.batch or 1  # a fixed-batch signature takes only batches of that size
+        if len(data) < step:
+            data = np.concatenate([data] * -(-step // len(data)))
 
         def representative():
-            for i in range(0, len(data), CALIBRATION_BATCH):
-                yield {"images": data[i:i + CALIBRATION_BATCH]}
+            for i in range(0, len(data) - step + 1, step):
+                yield {"images": data[i:i + step]}
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
