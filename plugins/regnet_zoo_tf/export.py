@@ -197,7 +197,9 @@ def write_tflite(model, path: Path, request: ExportRequest) -> Artefact:
         num_classes = 0 if isinstance(model, RegNetBackbone) else model.num_classes
         check_capacity(get_format("tflite")[1], plan.params(num_classes, _layout(model)[1]) * 4, plan.name)
         model = optimize_for_inference(model)
-    flatbuffer = _converter(model, request, names).convert()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # int8 calibration runs tf.lite.Interpreter, which warns it is deprecated
+        flatbuffer = _converter(model, request, names).convert()
     path.write_bytes(flatbuffer)
     interp = interpreter(path)
     ops = tflite_ops(interp)
