@@ -447,8 +447,9 @@ def export(
         if not report.passed:
             report.seconds = time.perf_counter() - started
             raise ExportError(f"export not written: the {fmt.name} artefact does not match the source model "
-                              f"within tolerance ({'; '.join(report.failures())}); pass tolerance=Tolerance(...) "
-                              f"to accept it\n{report}", report)
+                              f"within tolerance ({'; '.join(report.failures())}); to accept it pass "
+                              f"tolerance=Tolerance(...) (command line: --max-rel, --min-cosine, --min-top1)"
+                              f"\n{report}", report)
         report.files = _publish(staged, path)
     report.seconds = time.perf_counter() - started
     return report
