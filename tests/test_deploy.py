@@ -144,3 +144,26 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "regnetx_002", str(tmp_path / "m.onnx"), "-F", "onnx", "--batch", "2", "--dynamic-batch"])
     _nothing_written(tmp_path)
+
+
+def test_a_verified_export_is_published_with_its_sidecar_files(toy_host, tmp_path):
+    report = rz.export("toynet_y_tiny", tmp_path / "m.toy", "toyfmt", num_classes=7, input_size=32)
+    assert report.passed and report.framework == "toy" and report.notes == {"runtime": "toy"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.toy", "m.toy.data"]  # no staging directory left
+    assert report.files == [tmp_path / "m.toy.data", tmp_path / "m.toy"]  # the main file is published last
+    assert (tmp_path / "m.toy").read_bytes() == b"graph" and report.bytes == len(b"graph") + len(b"weights")
+    assert [(o.name, o.shape) for o in report.outputs] == [("logits", (8, 7))]
+    features = rz.export("toynet_y_tiny", tmp_path / "f.toy", "toyfmt", features_only=True, out_indices=(1, 3),
+                         input_size=32, batch=3)
+    assert [(o.name, o.shape) for o in features.outputs] == [("P2", (8, 16, 8, 8)), ("P4", (8, 64, 2, 2))]
+
+
+@pytest.mark.parametrize("note, error, match", [
+    ("crash", RuntimeError, "toy writer crashed"),
+    ("off", rz.ExportError, r"export not written: the toyfmt artefact does not match .* max relative error 1e\+12"),
+])
+def test_a_failed_export_leaves_no_file(toy_host, tmp_path, note, error, match):
+    (tmp_path / "m.toy").write_bytes(b"previous")
+    with pytest.raises(error, match=match):
+        rz.export("toynet_y_tiny", tmp_path / "m.toy", "toyfmt", input_size=32, note=note)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.toy"] and (tmp_path / "m.toy").read_bytes() == b"previous"

@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from regnet_zoo import Framework, hookimpl
+from regnet_zoo import ExportFormat, Framework, hookimpl
+from regnet_zoo.deploy import Artefact
 from regnet_zoo.loading import state_to_load
 
 
@@ -44,10 +45,29 @@ def export(model):
     return dict(model.state)
 
 
+def write_toy(model, path, request):
+    """A ``toyfmt`` writer: the file plus a sidecar; option ``note`` = "crash" fails mid-write, "off" makes the
+    artefact disagree with the model."""
+    (path.parent / f"{path.name}.data").write_bytes(b"weights")
+    note = model.request.options.get("note")
+    if note == "crash":
+        raise RuntimeError("toy writer crashed")
+    path.write_bytes(b"graph")
+    offset = 1.0 if note == "off" else 0.0
+
+    def run_artefact(x):
+        out = run(model, x)
+        return [o + offset for o in (out if isinstance(out, list) else [out])]
+
+    names = tuple(f.level for f in model.feature_info) if model.feature_info else ("logits",)
+    return Artefact(run=run_artefact, output_names=names, notes={"runtime": "toy"})
+
+
 @hookimpl
 def register_frameworks(register):
     register(Framework(name="toy", aliases=("toyfw",), requires=("json",), builder="toy_framework:build",
                        runner="toy_framework:run", loader="toy_framework:load", exporter="toy_framework:export",
-                       install_hint="pip install toy", description="a test double"))
+                       install_hint="pip install toy", description="a test double",
+                       formats=(ExportFormat("toyfmt", "toy_framework:write_toy", suffix=".toy"),)))
     register(Framework(name="ghost", requires=("definitely_not_installed_xyz",), builder="nowhere:build",
                        install_hint="pip install 'regnet-zoo[ghost]'"))
