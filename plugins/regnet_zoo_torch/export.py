@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from regnet_zoo.deploy import Artefact, ExportRequest
 
+from .detection import _EvalModeMixin
 from .fast import InferenceModel
 
 OPSET = 18
@@ -33,10 +34,29 @@ def _check_model(model) -> nn.Module:
                         "built without fast= (the exporters fold what they need)")
     if not isinstance(model, nn.Module):
         raise TypeError(f"this format exports a torch model (rz.create(name, 'torch')); got {type(model).__name__}")
-    if any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()):
-        raise ValueError("norm='sync_bn' is a training-only option (BN statistics synchronised across processes); "
-                         "export a model built without it: the weights are the same")
+    used = _training_options(model)
+    if used:
+        raise ValueError(f"{', '.join(used)}: training-only option{'s' if len(used) > 1 else ''}; an export is an "
+                         f"inference graph. Export a model built without {'them' if len(used) > 1 else 'it'}: the "
+                         f"weights are the same")
     return model
+
+
+def _training_options(model: nn.Module) -> list[str]:
+    """The training-only build options ``model`` shows (by its modules)."""
+    from timm.layers import DropPath
+
+    mods = list(model.modules())
+    used = []
+    if any(isinstance(m, nn.SyncBatchNorm) for m in mods):
+        used.append("norm='sync_bn'")
+    if any(isinstance(m, _EvalModeMixin) for m in mods):
+        used.append("frozen_stages / norm_eval")
+    if any(isinstance(m, DropPath) and m.drop_prob > 0 for m in mods):
+        used.append("drop_path_rate")
+    if any(isinstance(m, nn.Dropout) and m.p > 0 for m in mods):
+        used.append("drop_rate")
+    return used
 
 
 def output_names(model: nn.Module) -> tuple[str, ...]:

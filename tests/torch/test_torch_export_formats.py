@@ -96,12 +96,15 @@ def test_a_failed_verification_writes_nothing(models, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_model_of_another_framework_or_a_sync_bn_model_is_refused(tmp_path):
+def test_a_model_of_another_framework_or_built_for_training_is_refused(tmp_path):
     with pytest.raises(TypeError, match=r"exports a torch model \(rz.create\(name, 'torch'\)\); got dict"):
         rz.export({}, tmp_path / "m.onnx", "onnx")
-    sync = rz.create("regnetx_002", norm="sync_bn")
-    with pytest.raises(ValueError, match="norm='sync_bn' is a training-only option"):
-        rz.export(sync, tmp_path / "m.pt2", "torch_export", input_size=SIZE)
+    for options, match in ((dict(norm="sync_bn"), "norm='sync_bn': training-only option;"),
+                           (dict(frozen_stages=1, force=True), "frozen_stages / norm_eval: training-only option;"),
+                           (dict(drop_rate=0.2, drop_path_rate=0.1), "drop_path_rate, drop_rate: training-only "
+                                                                      "options;")):
+        with pytest.raises(ValueError, match=match):
+            rz.export(rz.create("regnetx_002", **options), tmp_path / "m.pt2", "torch_export", input_size=SIZE)
     assert list(tmp_path.iterdir()) == []
 
 
