@@ -10,15 +10,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from timm.models import FeatureGraphNet
+
 from regnet_zoo.frameworks import BuildRequest
 from regnet_zoo.freezing import refuse_frozen_random_bn
 from regnet_zoo.loading import state_to_load
+from regnet_zoo.pretrained_cfg import pretrained_cfg
 
 from . import detection
 from .fast import PRECISIONS, optimize_for_inference
 from .model import RegNet, RegNetFeatures
 from .weights import load_canonical
 
+GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax", "")
+FEATURE_CLASSES = (None, "list", "getter", "fx")
 _DTYPES = {"float32": torch.float32, "float": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "half": torch.float16}
 
@@ -36,6 +41,9 @@ class Options:
     norm: str = "bn"  # "bn" | "frozen_bn" | "sync_bn"
     force: bool = False  # allow frozen_bn / norm_eval / frozen_stages without pretrained weights
     fast: Any = False  # False | True ("fp32") | "bf16": an inference-only optimised model (see fast.py)
+    global_pool: str = "avg"  # classifier pooling (timm): "avg" | "max" | "avgmax" | "catavgmax" | "" (none)
+    feature_cls: Any = None  # features_only form (timm): None / "list" / "getter": RegNetFeatures; "fx": timm's
+    # FeatureGraphNet (torchvision FX extraction of the backbone, state_dict names prefixed "graph_module.")
 
     @classmethod
     def parse(cls, options: dict[str, Any]) -> "Options":
@@ -69,11 +77,29 @@ class Options:
               f"norm must be one of {', '.join(map(repr, detection.NORMS))}, got {self.norm!r}")
         check(self.fast is False or self.fast is True or self.fast in PRECISIONS,
               f"fast must be False, True (= 'fp32') or one of {', '.join(map(repr, PRECISIONS))}, got {self.fast!r}")
+        check(self.fast is False or self.feature_cls != "fx",
+              "fast= builds its own compiled model and cannot be combined with feature_cls='fx'")
         if self.fast is not False and (self.frozen_stages >= 0 or self.norm_eval or self.norm == "sync_bn"):
             raise ValueError("fast= builds an inference-only model (BN folded into the convolutions); frozen_stages, "
                              "norm_eval and norm='sync_bn' are training options and cannot be combined with it")
+        check(self.global_pool in GLOBAL_POOLS,
+              f"global_pool must be one of {', '.join(map(repr, GLOBAL_POOLS))}, got {self.global_pool!r}")
+        check(self.feature_cls in FEATURE_CLASSES,
+              f"feature_cls must be one of {', '.join(map(repr, FEATURE_CLASSES))}, got {self.feature_cls!r}")
         self.torch_dtype()
         self.torch_device()
+
+    def check_request(self, request: BuildRequest) -> None:
+        """The options that depend on the model kind: pooling needs a pooled model, ``feature_cls`` a backbone."""
+        if request.features_only and self.global_pool != "avg":
+            raise ValueError(f"global_pool={self.global_pool!r} has no effect with features_only=True (a backbone "
+                             f"returns unpooled maps); leave it out")
+        if self.global_pool == "" and request.num_classes:
+            raise ValueError(f"global_pool='' (no pooling) needs num_classes=0: a classifier needs pooled features, "
+                             f"got num_classes={request.num_classes}")
+        if self.feature_cls is not None and not request.features_only:
+            raise ValueError(f"feature_cls={self.feature_cls!r} selects the form of a backbone and needs "
+                             f"features_only=True")
 
     def torch_dtype(self):
         if self.dtype is None or isinstance(self.dtype, torch.dtype):
@@ -98,6 +124,7 @@ class Options:
 def build(request: BuildRequest) -> nn.Module:
     """The ``builder`` hook: a timm-named RegNet classifier / headless model / feature backbone for ``request``."""
     opts = Options.parse(request.options)
+    opts.check_request(request)
     refuse_frozen_random_bn(pretrained=request.weights is not None, force=opts.force,
                             frozen_stages=opts.frozen_stages, norm_eval=opts.norm_eval,
                             frozen_bn=opts.norm == "frozen_bn")
@@ -107,11 +134,12 @@ def build(request: BuildRequest) -> nn.Module:
         raise ValueError("device='meta' builds shapes only and cannot hold pretrained weights; build on a real device "
                          "(or build on meta, then model.to_empty(device=...) and load the weights)")
     if request.features_only:
-        model: nn.Module = RegNetFeatures(request.plan, request.out_indices, request.in_chans,
+        indices = tuple(range(max(request.out_indices) + 1)) if opts.feature_cls == "fx" else request.out_indices
+        model: nn.Module = RegNetFeatures(request.plan, indices, request.in_chans,
                                           drop_path_rate=opts.drop_path_rate, device=device, dtype=dtype)
     else:
-        model = RegNet(request.plan, request.num_classes, request.in_chans, drop_rate=opts.drop_rate,
-                       drop_path_rate=opts.drop_path_rate, device=device, dtype=dtype)
+        model = RegNet(request.plan, request.num_classes, request.in_chans, global_pool=opts.global_pool,
+                       drop_rate=opts.drop_rate, drop_path_rate=opts.drop_path_rate, device=device, dtype=dtype)
     model.variant_name = request.variant.name
     model.weight_tag = request.weight
     if state is not None:
@@ -124,7 +152,11 @@ def build(request: BuildRequest) -> nn.Module:
     if opts.norm_eval:
         detection.lock_norm_eval(model)
     if opts.fast is not False:
-        return optimize_for_inference(model, "fp32" if opts.fast is True else opts.fast)
+        model = optimize_for_inference(model, "fp32" if opts.fast is True else opts.fast)
+    elif opts.feature_cls == "fx":  # the maps picked out of the traced graph of a backbone returning all of them
+        model = FeatureGraphNet(model, out_indices=request.out_indices)
+    model.pretrained_cfg = model.default_cfg = pretrained_cfg(request.variant, request.weight,
+                                                              features_only=request.features_only)
     return model
 
 

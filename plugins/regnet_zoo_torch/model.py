@@ -5,17 +5,17 @@ regenerated from w0/wa/wm), and modules are named as in ``timm.models.regnet.Reg
 ``s3.b2.se.fc1``, ``head.fc``), so timm's ``state_dict`` loads as is and the forward pass is op for op timm's.
 """
 
-from __future__ import annotations
-
-import math
-from typing import Optional
+import math  # no "from __future__ import annotations": FX copies forward's annotations into generated code
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from timm.layers import ClassifierHead, ConvNormAct, SEModule, calculate_drop_path_rates
+from timm.models._features import feature_take_indices
 from timm.models.regnet import Bottleneck, RegStage
+from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
-from regnet_zoo.feature_info import FeatureInfo
+from regnet_zoo.feature_info import FeatureInfoList
 from regnet_zoo.plan import ArchPlan
 
 from .outputs import RegNetOutput, classification_loss
@@ -57,8 +57,15 @@ def init_weights(module: nn.Module) -> None:
             m.zero_init_last()
 
 
+def tracing() -> bool:
+    """True while a graph is being captured (FX, ``torch.jit.trace``, ``torch.compile`` / ``torch.export``): input
+    checks stay out of those graphs. (TorchScript never compiles them: models call them under
+    ``if not torch.jit.is_scripting()``, a branch the script compiler drops.)"""
+    return is_fx_symbolic_tracing() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 def check_input(x, in_chans: int, min_size: int) -> None:
-    """Refuse a batch the network cannot take, saying what was expected (runs in eager, compile and export)."""
+    """Refuse a batch the network cannot take, saying what was expected (eager mode; see ``tracing``)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor batch of shape (N, {in_chans}, H, W), got {type(x).__name__}")
     if x.dim() != 4:
@@ -112,7 +119,9 @@ class RegNetTrunk(nn.Module):
         return dict(stem=r"^stem", blocks=r"^s(\d+)" if coarse else r"^s(\d+)\.b(\d+)")
 
     def check_input(self, x) -> None:
-        check_input(x, self.in_chans, self.min_input_size)
+        """The model's input rules in eager mode; a no-op while a graph is captured (``tracing``)."""
+        if not tracing():
+            check_input(x, self.in_chans, self.min_input_size)
 
     def optimize_for_inference(self, precision: str = "fp32", *, compile: bool = True, channels_last: bool = True):
         """An inference-only copy: BN folded into convs, channels-last, ``torch.compile``; ``"bf16"`` for AMX / GPU."""
@@ -122,58 +131,118 @@ class RegNetTrunk(nn.Module):
 
 
 class RegNet(RegNetTrunk):
-    """A RegNet classifier (``num_classes > 0``) or pooled-feature model (``num_classes == 0``).
+    """A RegNet classifier (``num_classes > 0``) or pooled-feature model (``num_classes == 0``), with timm's model API.
 
-    ``model(x)`` returns logits (or pooled features); with ``output_hidden_states=True``, ``return_dict=True`` or
-    ``labels`` it returns a ``RegNetOutput`` (HF field names; ``hidden_states`` = stem, s1..s4).
+    ``model(x)`` returns logits (or pooled features; the unpooled last map with ``global_pool=""``); with
+    ``output_hidden_states=True``, ``return_dict=True`` or ``labels`` it returns a ``RegNetOutput`` (HF field names;
+    ``hidden_states`` = stem, s1..s4; ``pooler_output`` = the head's global pool). ``forward_features``,
+    ``forward_head(pre_logits=)``, ``forward_intermediates``, ``prune_intermediate_layers``, ``reset_classifier``
+    and ``feature_info`` (all five maps) behave as timm's ``RegNet``; ``torch.jit.script`` and FX tracing work.
     """
 
-    def __init__(self, plan: ArchPlan, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, device=None, dtype=None):
+    def __init__(self, plan: ArchPlan, num_classes: int = 1000, in_chans: int = 3, global_pool: str = "avg",
+                 drop_rate: float = 0.0, drop_path_rate: float = 0.0, device=None, dtype=None):
         super().__init__(plan, in_chans, 4, drop_path_rate, device=device, dtype=dtype)
         self.num_classes = num_classes
-        self.num_features = self.head_hidden_size = plan.num_features
+        self.num_features = plan.num_features
         self.drop_rate = drop_rate
         self.feature_info = plan.all_feature_info()
         self.final_conv = nn.Identity()  # timm's attribute (identity for X/Y), kept for name parity
-        self.head = ClassifierHead(plan.num_features, num_classes, pool_type="avg", drop_rate=drop_rate,
+        self.head = ClassifierHead(plan.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate,
                                    device=device, dtype=dtype)
+        self.head_hidden_size = self.head.num_features
         init_weights(self)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a freshly initialised one with ``num_classes`` outputs (0 = none)."""
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """A freshly initialised classifier with ``num_classes`` outputs (0 = none); ``global_pool`` ("avg", "max",
+        "avgmax", "catavgmax", "" = no pooling) replaces the pooling, ``None`` keeps it. Device, dtype and train
+        mode follow the model."""
         p = self.stem.conv.weight
         self.num_classes = num_classes
-        self.head.reset(num_classes, device=p.device, dtype=p.dtype)
+        self.head.reset(num_classes, pool_type=global_pool, in_features=self.num_features, device=p.device,
+                        dtype=p.dtype)
+        self.head_hidden_size = self.head.num_features
         if isinstance(self.head.fc, nn.Linear):
             nn.init.normal_(self.head.fc.weight, 0.0, 0.01)
             nn.init.zeros_(self.head.fc.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """timm's: the maps at ``indices`` (None = all five, an int n = the last n, a list = those; 0 = stem,
+        1..4 = s1..s4), and unless ``intermediates_only`` the ``forward_features`` output. ``stop_early`` runs
+        only up to the deepest index; ``norm`` is accepted for timm's signature (RegNet has no final norm)."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW' (the maps are NCHW), got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        stages = self.stages()[:max_index] if stop_early else self.stages()
+        intermediates = []
         x = self.stem(x)
-        for s in self.stages():
-            x = s(x)
+        if 0 in take_indices:
+            intermediates.append(x)
+        for i, stage in enumerate(stages, start=1):
+            x = stage(x)
+            if i in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        if len(stages) == len(self.stage_names):
+            x = self.final_conv(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> List[int]:
+        """timm's: replace the stages after the deepest of ``indices`` by identities (the features then end there,
+        ``num_features`` shrinks and the head goes too); ``prune_head`` drops the classifier and its pooling.
+        Returns the kept (absolute) indices."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        for name in self.stage_names[max_index:]:
+            setattr(self, name, nn.Identity())
+        prune_end = max_index < len(self.stage_names)
+        if prune_end:
+            self.final_conv = nn.Identity()
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last (unpooled) map."""
+        x = self.stem(x)
+        x = self.s1(x)
+        x = self.s2(x)
+        x = self.s3(x)
+        x = self.s4(x)
         return self.final_conv(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(x, pre_logits=pre_logits) if pre_logits else self.head(x)
+        return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None, output_hidden_states: bool = False,
                 return_dict: bool = False):
-        self.check_input(x)
-        if labels is None and not output_hidden_states and not return_dict:
-            return self.forward_head(self.forward_features(x))
-        hidden = []
-        x = self.stem(x)
-        hidden.append(x)
-        for s in self.stages():
-            x = s(x)
-            hidden.append(x)
-        x = self.final_conv(x)
+        # TorchScript drops this branch and FX skips it (it makes every argument a Proxy): a scripted or FX-traced
+        # model is timm's plain forward, x -> logits (or pooled features), and ignores the other arguments
+        if not torch.jit.is_scripting():
+            if not is_fx_symbolic_tracing():
+                self.check_input(x)
+                if labels is not None or output_hidden_states or return_dict:
+                    return self.forward_output(x, labels, output_hidden_states)
+        return self.forward_head(self.forward_features(x))
+
+    def forward_output(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                       output_hidden_states: bool = False) -> RegNetOutput:
+        """The ``RegNetOutput`` form of ``forward`` (eager, compile and export; not TorchScript)."""
+        x, hidden = self.forward_intermediates(x)
         head = self.head
         pooled = head.global_pool(x)
         logits = head.flatten(head.fc(head.drop(pooled))) if self.num_classes else None
@@ -190,15 +259,19 @@ class RegNetFeatures(RegNetTrunk):
     """A backbone returning the feature maps at ``out_indices`` (0 = stem, 1..4 = s1..s4) as a list, NCHW.
 
     Stages after the deepest requested index are not built (as timm's ``features_only``). ``feature_info`` is the
-    list of regnet-zoo ``FeatureInfo`` (index, name, level, channels, reduction) of the returned maps.
+    ``FeatureInfoList`` (index, name, level, channels, reduction; timm's ``channels()`` / ``reduction()``) of the
+    returned maps. It is timm's "getter" feature model (``forward_intermediates(indices=out_indices,
+    intermediates_only=True)`` of the pruned network) with canonical ``state_dict`` names; TorchScript and FX work.
     """
+
+    __jit_unused_properties__ = ["out_channels", "reductions"]  # metadata, not compiled by torch.jit.script
 
     def __init__(self, plan: ArchPlan, out_indices=(1, 2, 3, 4), in_chans: int = 3, drop_path_rate: float = 0.0,
                  device=None, dtype=None):
         out_indices = tuple(out_indices)
         super().__init__(plan, in_chans, max(out_indices), drop_path_rate, device=device, dtype=dtype)
         self.out_indices = out_indices
-        self.feature_info: list[FeatureInfo] = plan.feature_info(out_indices)
+        self.feature_info: FeatureInfoList = plan.feature_info(out_indices)
         init_weights(self)
 
     @property
@@ -210,17 +283,15 @@ class RegNetFeatures(RegNetTrunk):
     def reductions(self) -> list[int]:
         return [f.reduction for f in self.feature_info]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        self.check_input(x)
-        out = []
-        x = self.stem(x)
-        if 0 in self.out_indices:
-            out.append(x)
-        for i, s in enumerate(self.stages(), start=1):
-            x = s(x)
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        if not torch.jit.is_scripting():
+            self.check_input(x)
+        out: List[torch.Tensor] = []
+        for i, (_, module) in enumerate(self.named_children()):  # stem, s1..sk, in order (TorchScript unrolls it)
+            x = module(x)
             if i in self.out_indices:
                 out.append(x)
         return out
 
 
-__all__ = ["RegNet", "RegNetFeatures", "RegNetTrunk", "build_block", "check_input", "init_weights"]
+__all__ = ["RegNet", "RegNetFeatures", "RegNetTrunk", "build_block", "check_input", "init_weights", "tracing"]
