@@ -25,6 +25,7 @@ from flax import nnx
 
 from regnet_zoo.frameworks import BuildRequest
 from regnet_zoo.loading import state_to_load
+from regnet_zoo.pretrained_cfg import pretrained_cfg
 
 from .config import NetConfig, make_config
 from .linen_model import RegNetLinen
@@ -64,7 +65,9 @@ def build(request: BuildRequest):
     state = state_to_load(request)
     if opts["api"] == "linen":
         return build_linen(config, state, seed=opts["seed"], abstract=opts["abstract"])
-    return build_nnx(config, state, seed=opts["seed"], abstract=opts["abstract"])
+    model = build_nnx(config, state, seed=opts["seed"], abstract=opts["abstract"])
+    model.pretrained_cfg = pretrained_cfg(request.variant, request.weight, features_only=request.features_only)
+    return model
 
 
 def build_nnx(config: NetConfig, state: Mapping[str, Any] | None = None, *, seed: int = 0,

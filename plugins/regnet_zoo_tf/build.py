@@ -11,6 +11,7 @@ import numpy as np
 from regnet_zoo.frameworks import BuildRequest
 from regnet_zoo.freezing import refuse_frozen_random_bn
 from regnet_zoo.loading import state_to_load
+from regnet_zoo.pretrained_cfg import pretrained_cfg
 
 from ._tf import keras, tf
 from .backbone import DATA_FORMATS, RegNetBackbone
@@ -164,7 +165,11 @@ def build(request: BuildRequest) -> keras.Model:
     state = state_to_load(request)
     if state is not None:
         load_canonical(model, state, strict=False, origin=request.weights.origin)
-    return optimize_for_inference(model) if opts.fast else model
+    model = optimize_for_inference(model) if opts.fast else model
+    # timm's data / head config of the weight tag; set untracked, so Keras does not wrap the dict
+    object.__setattr__(model, "pretrained_cfg", pretrained_cfg(request.variant, request.weight,
+                                                               features_only=request.features_only))
+    return model
 
 
 def inference_function(model: keras.Model):
