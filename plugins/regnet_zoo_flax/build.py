@@ -66,7 +66,8 @@ def build(request: BuildRequest):
     if opts["api"] == "linen":
         return build_linen(config, state, seed=opts["seed"], abstract=opts["abstract"])
     model = build_nnx(config, state, seed=opts["seed"], abstract=opts["abstract"])
-    model.pretrained_cfg = pretrained_cfg(request.variant, request.weight, features_only=request.features_only)
+    model.pretrained_cfg_items = tuple(pretrained_cfg(request.variant, request.weight,
+                                                      features_only=request.features_only).items())
     return model
 
 

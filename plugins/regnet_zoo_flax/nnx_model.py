@@ -193,6 +193,8 @@ class RegNet(Module):
     ``model.predict(x)`` is the jitted inference path (running statistics, no state change).
     """
 
+    pretrained_cfg_items: tuple = ()  # set by the builder; hashable, as NNX hashes static attributes under jit
+
     def __init__(self, config: NetConfig, *, rngs: nnx.Rngs):
         plan: ArchPlan = config.plan
         a = config.axis_name
@@ -212,6 +214,11 @@ class RegNet(Module):
     def feature_info(self):
         """``FeatureInfo`` (index, name, level, channels, reduction) of each map a features_only model returns."""
         return self.config.feature_info
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        """timm's data / head config of the weight tag (``regnet_zoo.pretrained_cfg``)."""
+        return dict(self.pretrained_cfg_items)
 
     @property
     def num_features(self) -> int:

@@ -21,6 +21,7 @@ from harness import loaded_model, random_state, rel_err  # noqa: E402
 from regnet_zoo.errors import WeightsError  # noqa: E402
 from regnet_zoo.keys import canonical_shapes  # noqa: E402
 from regnet_zoo.outputs import RegNetOutput  # noqa: E402
+from regnet_zoo.pretrained_cfg import pretrained_cfg  # noqa: E402
 from regnet_zoo_flax.nnx_model import BatchNorm, RegNet  # noqa: E402
 from regnet_zoo_flax.weights import export_canonical, load_canonical  # noqa: E402
 
@@ -172,6 +173,8 @@ def test_headless_and_features_only_share_the_backbone(small):
     assert [f.index for f in backbone.feature_info] == [1, 3]
     assert [f.as_dict() for f in backbone.feature_info] == [f.as_dict() for f in rz.feature_info(SMALL, (1, 3))]
     assert [m.shape[-1] for m in maps] == [f.channels for f in backbone.feature_info]
+    assert backbone.pretrained_cfg == pretrained_cfg(rz.get_variant(SMALL), features_only=True)
+    assert small.pretrained_cfg["tag"] == "pycls_in1k" and small.pretrained_cfg["classifier"] == "head.fc"
     for m, i in zip(maps, (1, 3)):
         assert rel_err(m, ref.hidden_states[i]) < 1e-6
         assert 64 // m.shape[1] == backbone.feature_info[(1, 3).index(i)].reduction
@@ -309,7 +312,8 @@ def test_unknown_and_bad_options_say_what_is_accepted():
                             ({"dtype": "int8"}, "bfloat16"), ({"frozen_stages": 5}, "-1..4"),
                             ({"frozen_stages": True}, "frozen_stages"), ({"conv_impl": "fast"}, "split"),
                             ({"conv_impl": {"s9.b1": "loop"}}, "s9.b1"), ({"axis_name": 3}, "axis_name"),
-                            ({"dtype": "float64"}, "jax_enable_x64"), ({"seed": 1.5}, "seed")]:
+                            ({"dtype": "float64"}, "jax_enable_x64"), ({"seed": 1.5}, "seed"),
+                            ({"global_pool": "max"}, "the flax framework got unknown keyword argument 'global_pool'")]:
         with pytest.raises((TypeError, ValueError), match=pattern):
             create(SMALL, **kwargs)
 

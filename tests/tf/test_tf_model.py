@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
+from regnet_zoo.pretrained_cfg import pretrained_cfg
 from testdeps import require
 from harness import random_input, random_state, rel_err
 
@@ -42,6 +43,8 @@ def test_unknown_option_is_a_type_error_naming_it_and_the_accepted_ones():
         rz.create("regnetx_002", "tf", frozen_stage=1, pading="same")
     msg = str(e.value)
     assert "frozen_stage, pading" in msg and "frozen_stages" in msg and "data_format" in msg
+    with pytest.raises(TypeError, match="unknown keyword argument for framework 'tf': global_pool"):
+        rz.create("regnetx_002", "tf", global_pool="avg")  # timm's torch head option: refused, naming tf
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -119,7 +122,10 @@ def test_features_only_maps_feature_info_and_pyramid_outputs(state):
     maps = backbone(nhwc(random_input()))
     assert [tuple(m.shape) for m in maps] == [(2, 32, 32, 32), (2, 8, 8, 56), (2, 2, 2, 368)]
     # keras-hub form: the classifier's backbone outputs the last map and exposes P2..P5
-    classifier_backbone = rz.create(NAME, "tf").backbone
+    assert backbone.pretrained_cfg == pretrained_cfg(rz.get_variant(NAME), features_only=True)
+    classifier = rz.create(f"{NAME}.hf_in1k", "tf")
+    assert classifier.pretrained_cfg == pretrained_cfg(rz.get_variant(NAME), rz.resolve(f"{NAME}.hf_in1k").weight)
+    classifier_backbone = classifier.backbone
     assert classifier_backbone.out_indices is None
     assert list(classifier_backbone.pyramid_outputs) == ["P2", "P3", "P4", "P5"]
     assert tuple(classifier_backbone.output.shape) == (None, None, None, 368)
