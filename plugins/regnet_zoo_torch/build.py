@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-
 from timm.models import FeatureGraphNet
 
 from regnet_zoo.frameworks import BuildRequest
