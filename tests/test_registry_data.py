@@ -9,6 +9,7 @@ import regnet_zoo as rz
 from testdeps import require
 from regnet_zoo.generator import generate
 from regnet_zoo.keys import canonical_shapes, is_buffer
+from regnet_zoo.pretrained_cfg import pretrained_cfg
 
 ALL = rz.list_variants()
 
@@ -147,3 +148,7 @@ def test_weight_tags_cover_timm_pretrained_tags():
         assert (res.weight.num_classes, res.weight.input_size, res.weight.crop_pct, res.weight.interpolation) == \
             (cfg.num_classes, cfg.input_size[1], cfg.crop_pct, cfg.interpolation)
         assert tuple(res.weight.mean) == tuple(cfg.mean) and res.weight.license == cfg.license
+        ours, theirs = pretrained_cfg(res.variant, res.weight), cfg.to_dict()  # what every model carries
+        assert {k: theirs.get(k) for k in ours} == ours, name
+        assert pretrained_cfg(res.variant, res.weight, features_only=True) == \
+            {k: v for k, v in ours.items() if k not in ("num_classes", "classifier")}
