@@ -108,10 +108,10 @@ class PretrainedRegNet:
         unknown = set(kwargs) - {"safe_serialization", "push_to_hub", "max_shard_size", "params"}
         if unknown or kwargs.get("push_to_hub"):
             raise TypeError(f"save_pretrained does not support {', '.join(sorted(unknown)) or 'push_to_hub'}")
-        state = self.canonical_state(kwargs.get("params"))
+        state = self.canonical_state(kwargs["params"]) if kwargs.get("params") is not None else self.canonical_state()
         self.config.architectures = [type(self).__name__.removeprefix("TF").removeprefix("Flax")]
         files.save_directory(save_directory, self.config, state, self.weights_format, self.with_head)
 
-    def canonical_state(self, params: Any = None) -> dict[str, Any]:
+    def canonical_state(self) -> dict[str, Any]:
         """The weights under canonical (timm) names, as numpy arrays."""
         return export_state(self.model, self.framework)

@@ -47,8 +47,15 @@ class FlaxRegNetPreTrainedModel(PretrainedRegNet):
 
     @params.setter
     def params(self, params: dict) -> None:
+        new = dict(params)
         self.model.variables.clear()
-        self.model.variables.update(params)
+        self.model.variables.update(new)
+
+    def canonical_state(self, params: dict | None = None) -> dict:
+        """Canonical weights of ``params`` (default: the model's own), e.g. for ``save_pretrained(dir, params=p)``."""
+        from regnet_zoo.weights.export import export_state
+
+        return export_state(self.model if params is None else self.model._replace(variables=params), self.framework)
 
     def _forward(self, pixel_values, params, train: bool):
         variables = self.params if params is None else params
