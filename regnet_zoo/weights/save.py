@@ -35,7 +35,7 @@ def resolve_variant(state: Mapping[str, Any], variant: str | None, origin: str =
     return found[0]
 
 
-def _with_counters(hf_state: dict[str, Any]) -> dict[str, Any]:
+def with_bn_counters(hf_state: dict[str, Any]) -> dict[str, Any]:
     """Add PyTorch's BN ``num_batches_tracked`` (0) after each BN, as transformers' own files have them."""
     import numpy as np
 
@@ -76,7 +76,7 @@ def save_pretrained(model: Any, save_directory: str | os.PathLike, *, variant: s
     if labels is not None and len(labels) != num_classes:
         raise WeightsError(f"labels has {len(labels)} names; the classifier has {num_classes} classes")
     config = hf_config.config_for(name, num_classes, list(labels) if labels is not None else None)
-    hf_state = _with_counters(canonical_to_hf(state, prefix="regnet." if num_classes else ""))
+    hf_state = with_bn_counters(canonical_to_hf(state, prefix="regnet." if num_classes else ""))
     with atomic_directory(save_directory) as directory:
         safetensors_io.save(hf_state, directory / HF_WEIGHTS, metadata={"format": "pt"})
         with atomic_file(directory / HF_CONFIG) as f:
