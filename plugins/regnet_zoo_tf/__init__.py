@@ -13,6 +13,7 @@ def register_frameworks(register):
         runner="regnet_zoo_tf.build:run",
         loader="regnet_zoo_tf.weights:load_canonical",
         exporter="regnet_zoo_tf.weights:export_canonical",
+        layout="NHWC",
         install_hint="pip install 'regnet-zoo[tf]'",
         description="keras.Model on the TensorFlow backend (NHWC; data_format='channels_first' for NCHW)",
     ))
