@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import FrameworkNotInstalledError, PluginError, WeightsError
+from .errors import FrameworkNotInstalledError, PluginError, WeightsError, describe, spell
 from .frameworks import BuildRequest, FrameworkInfo, WeightSource, import_object
 from .feature_info import FeatureInfoList, normalize_out_indices
 from .plan import ArchPlan, build_plan
 from .plugins import get_host
-from .registry import Resolved
+from .registry import Resolved, close_matches
 from .variant import Variant, WeightTag
 
 DEFAULT_NUM_CLASSES = 1000
@@ -66,7 +65,7 @@ def list_frameworks() -> list[FrameworkInfo]:
 
 def _check_int(value: Any, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+        raise ValueError(f"{what} must be an int >= {minimum}, got {describe(value)}")
     return value
 
 
@@ -79,22 +78,22 @@ def _select_weights(res: Resolved, pretrained: Any) -> tuple[WeightTag | None, W
     if pretrained is True:
         tag = res.tag or variant.default_tag
         if tag is None:
-            raise WeightsError(f"variant {variant.name!r} has no published weights; pass pretrained=<path to a "
-                               f"checkpoint> or pretrained=False")
+            raise WeightsError(f"variant {variant.name!r} has no published weights; pass "
+                               f"{spell('pretrained=<local path>')} or {spell('pretrained=False')}")
         weight, target = variant.weights[tag], tag
     elif isinstance(pretrained, str) and pretrained in variant.weights:
         weight, target = variant.weights[pretrained], pretrained
     elif isinstance(pretrained, (str, os.PathLike)):
         path = Path(pretrained).expanduser()
         if not path.exists():
-            close = difflib.get_close_matches(str(pretrained), list(variant.weights), n=1)
+            close = close_matches(str(pretrained), list(variant.weights))
             hint = (f"did you mean tag {close[0]!r}?" if close else
                     f"tags of {variant.name}: {', '.join(variant.weights) or 'none'}")
-            raise WeightsError(f"pretrained={str(pretrained)!r} is neither a weight tag of {variant.name!r} nor an "
-                               f"existing file or directory; {hint}")
+            raise WeightsError(f"{spell('pretrained={value!r}', value=str(pretrained))} is neither a weight tag of "
+                               f"{variant.name!r} nor an existing file or directory; {hint}")
         weight, target = res.weight, path
     else:
-        raise TypeError(f"pretrained must be a bool, a weight tag or a path, got {type(pretrained).__name__}")
+        raise TypeError(f"pretrained must be a bool, a weight tag or a path, got {describe(pretrained)}")
     source = get_host().pm.hook.resolve_weights(variant=variant, weight=weight if isinstance(target, str) else None,
                                                  pretrained=target)
     if source is None:
@@ -134,7 +133,7 @@ def create(
                                          f"{'is' if len(missing) == 1 else 'are'} not installed; install it with: "
                                          f"{hint}")
     if not isinstance(features_only, bool):
-        raise TypeError(f"features_only must be a bool, got {features_only!r}")
+        raise TypeError(f"features_only must be a bool, got {describe(features_only)}")
     indices = normalize_out_indices(out_indices)
     _check_int(in_chans, "in_chans", 1)
     weight, source = _select_weights(res, pretrained)
@@ -147,4 +146,16 @@ def create(
         out_indices=indices, in_chans=in_chans, weight=weight, weights=source, options=dict(framework_kwargs),
     )
     builder = import_object(fw.builder, f"framework {fw.name!r} (plugin {fw.plugin!r}) builder")
-    return builder(request)
+    return _labelled(builder(request), request)
+
+
+def _labelled(model: Any, request: BuildRequest) -> Any:
+    """``model`` with ``variant_name`` and ``weight_tag`` (the tag it was built for), which ``data_config(model)``
+    reads, unless its plugin set them."""
+    for attr, value in (("variant_name", request.variant.name), ("weight_tag", request.weight)):
+        if not hasattr(model, attr):
+            try:
+                setattr(model, attr, value)
+            except (AttributeError, TypeError):  # e.g. flax's linen (module, variables) tuple
+                pass
+    return model

@@ -1,23 +1,44 @@
 """``regnet-zoo`` command line: list, explain and check variants; run a backbone on a sample picture.
 
 Errors go to stderr with exit status 1 (2 for usage errors); ``--traceback`` (or ``REGNET_ZOO_TRACEBACK=1``) shows
-the Python traceback too.
+the Python traceback too. An error that says what to pass names this command line's option (``--weights PATH``),
+not the Python keyword. The frameworks' start-up logs (TensorFlow's C++ lines, JAX / absl warnings) are kept off
+stderr unless ``--verbose``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from typing import Any
 
-from . import api
-from .errors import RegistryError, RegNetZooError
+from . import __version__, api
+from .errors import RegistryError, RegNetZooError, spelled
 from .plugins import get_host
+from .registry import family
 from .registry_file import load_file
 
 GFLOPS_RESOLUTION = 224
+RANDOM = "random"  # --weights random: random weights, to check the pipeline offline
+
+# How errors raised under each command spell the Python options they mention (regnet_zoo.errors.spell templates).
+# predict and features have no --keys / --keep-bgr: a checkpoint that needs them goes through convert first.
+SPELLINGS = {"rz.list_variants()": "`regnet-zoo list`"}
+_CONVERT_FIRST = "the checkpoint through `regnet-zoo convert SRC DST {}` first"
+WEIGHTS_SPELLINGS = {**SPELLINGS, "pretrained={value!r}": "--weights {value}",
+                     "pretrained=<local path>": "--weights PATH", "pretrained=False": f"--weights {RANDOM}",
+                     "keys=<space>": _CONVERT_FIRST.format("--keys SPACE"),
+                     "bgr=False": _CONVERT_FIRST.format("--keep-bgr")}
+PREDICT_SPELLINGS = {**WEIGHTS_SPELLINGS, "create({name!r}, ...)": "--model {name}",
+                     "create({name!r}, ...) or rz.from_pretrained({path!r})": "--model {name}"}
+FEATURES_SPELLINGS = {**WEIGHTS_SPELLINGS, "create({name!r}, ...)": "{name} as NAME",
+                      "create({name!r}, ...) or rz.from_pretrained({path!r})": "{name} as NAME"}
+CONVERT_SPELLINGS = {**SPELLINGS, "pretrained=<local path>": "a local checkpoint file or model directory as SRC",
+                     "keys=<space>": "--keys SPACE", "bgr=False": "--keep-bgr", "variant=<name>": "--variant NAME",
+                     "create({name!r}, ...)": "--variant {name}"}
 
 
 def _fmt_params(n: int) -> str:
@@ -59,6 +80,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             rec["tags"] = list(v.weights)
         records.append(rec)
+    # by family, then by complexity: regnety_10b (1,863 GFLOPs) last rather than between regnety_008 and regnety_016
+    records.sort(key=lambda r: (family(r["name"]), r["gflops"]))
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
@@ -201,6 +224,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _framework(name: str, args: argparse.Namespace):
+    """The framework record; its builder module (which imports the framework) will be imported quietly."""
+    fw = get_host().framework(name)
+    if getattr(args, "quiet_imports", None) is not None:
+        args.quiet_imports.add(fw.builder.partition(":")[0])
+    return fw
+
+
+def _weights_hint(variant) -> str:
+    tag = variant.default_tag
+    return (f"--weights TAG (e.g. --weights {tag}) or --weights PATH (a checkpoint file or model directory)" if tag
+            else "--weights PATH (a checkpoint file or model directory)")
+
+
+def _in_layout(shape: tuple[int, ...], layout: str) -> list[int]:
+    """An NCHW shape (the runner's) in ``layout``."""
+    shape = list(shape)
+    return [shape[0], *shape[2:], shape[1]] if layout == "NHWC" and len(shape) == 4 else shape
+
+
 def cmd_features(args: argparse.Namespace) -> int:
     """Build a backbone and print its per-stage feature maps on an image (the bundled sample by default)."""
     import numpy as np
@@ -208,8 +251,9 @@ def cmd_features(args: argparse.Namespace) -> int:
     from .frameworks import import_object
     from .preprocessing import SAMPLE_IMAGE, data_config, preprocess
 
-    fw = get_host().framework(args.framework)
-    pretrained: Any = args.pretrained if args.pretrained is not None else False
+    fw = _framework(args.framework, args)
+    random = args.weights in (None, RANDOM)
+    pretrained: Any = False if random else args.weights
     model = api.create(args.name, framework=fw.name, features_only=True, out_indices=(0, 1, 2, 3, 4),
                        pretrained=pretrained)
     cfg = data_config(args.name)
@@ -218,24 +262,29 @@ def cmd_features(args: argparse.Namespace) -> int:
     image = args.image or SAMPLE_IMAGE
     x = preprocess(image, cfg)
     run = import_object(fw.runner, f"framework {fw.name!r} runner")
-    maps = run(model, x)
+    maps = run(model, x)  # NCHW, whatever the framework's layout
+    layout = fw.layout
     rows = []
     for info, fmap in zip(model.feature_info, maps):
         a = np.asarray(fmap, np.float64)
         rows.append({"index": info.index, "module": info.name, "level": info.level, "channels": info.channels,
-                     "reduction": info.reduction, "shape": list(a.shape), "mean": float(a.mean()),
+                     "reduction": info.reduction, "shape": _in_layout(a.shape, layout), "mean": float(a.mean()),
                      "std": float(a.std()), "max": float(a.max())})
+    variant = api.get_variant(args.name)
     if args.json:
-        print(json.dumps({"variant": api.get_variant(args.name).name, "framework": fw.name, "image": str(image),
-                          "input_shape": list(x.shape), "features": rows}, indent=2))
+        print(json.dumps({"variant": variant.name, "framework": fw.name, "weights": None if random else args.weights,
+                          "image": str(image), "layout": layout, "input_shape": _in_layout(x.shape, layout),
+                          "features": rows}, indent=2))
         return 0
-    weights = f"weights {pretrained}" if pretrained else "random weights"
-    print(f"{api.get_variant(args.name).name} on {fw.name} ({weights}); input {os.path.basename(str(image))} "
-          f"-> {tuple(x.shape)} NCHW")
+    weights = "random weights" if random else f"weights {args.weights}"
+    print(f"{variant.name} on {fw.name} ({weights}); input {os.path.basename(str(image))} "
+          f"-> {tuple(_in_layout(x.shape, layout))} {layout}")
     print(_table([[str(r["index"]), r["module"], r["level"], str(r["channels"]), str(r["reduction"]),
                    "x".join(map(str, r["shape"])), f"{r['mean']:.4f}", f"{r['std']:.4f}", f"{r['max']:.4f}"]
-                  for r in rows], ["INDEX", "MODULE", "LEVEL", "CHANNELS", "STRIDE", "SHAPE (NCHW)", "MEAN", "STD",
+                  for r in rows], ["INDEX", "MODULE", "LEVEL", "CHANNELS", "STRIDE", f"SHAPE ({layout})", "MEAN", "STD",
                                    "MAX"]))
+    if random:
+        print(f"note: random weights, so these statistics mean nothing; load weights with {_weights_hint(variant)}")
     return 0
 
 
@@ -253,6 +302,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     to = args.to or _default_target(args.dst)
     source = open_source(args.src, keys=args.keys, bgr=not args.keep_bgr)
+    if to in ("torch", "tf", "flax"):  # the weights are loaded into that framework's model first
+        _framework(to, args)
     out = convert_checkpoint(source, args.dst, to=to, variant=args.variant)
     rec = {"source": source.origin, "key_space": source.key_space, "format": source.format,
            "variant": args.variant or source.variant, "num_classes": source.num_classes, "to": to,
@@ -294,22 +345,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
-    fw = get_host().framework(args.framework)
-    pretrained: Any = args.weights if args.weights else True
     res = api.resolve(args.model)
-    if args.weights:
+    tag = res.tag or res.variant.default_tag
+    random = args.weights == RANDOM
+    if random:  # a head like the tag's (ImageNet's 1000 classes for a trunk or a variant without weights)
+        pretrained: Any = False
+        classes = (res.variant.weights[tag].num_classes if tag else 0) or api.DEFAULT_NUM_CLASSES
+    elif args.weights in res.variant.weights:  # a tag of the variant
+        pretrained, tag = args.weights, args.weights
+        classes = res.variant.weights[tag].num_classes
+    elif args.weights:
         from .weights.checkpoint import read_checkpoint
 
+        pretrained = args.weights
         classes = read_checkpoint(args.weights).num_classes
     else:
-        tag = res.tag or res.variant.default_tag
+        pretrained = True
         classes = res.variant.weights[tag].num_classes if tag else 1
     if classes == 0:
         tagged = [f"{res.variant.name}.{t}" for t, w in res.variant.weights.items() if w.num_classes]
         raise ValueError(f"{args.weights or args.model} has no classifier (a feature trunk); predict needs one"
                          + (f", e.g. --model {tagged[0]}" if tagged else ""))
-    model = api.create(args.model, framework=fw.name, pretrained=pretrained)
-    cfg = data_config(args.model)
+    fw = _framework(args.framework, args)
+    model = api.create(args.model, framework=fw.name, pretrained=pretrained,
+                       **({"num_classes": classes} if random else {}))
+    cfg = data_config(f"{res.variant.name}.{tag}" if tag else res.variant.name)
     x = preprocess(args.image, cfg)
     run = import_object(fw.runner, f"framework {fw.name!r} runner")
     logits = np.asarray(run(model, x), np.float64)[0]
@@ -317,20 +377,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.model} has no classifier (output shape {logits.shape}); predict needs one")
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
-    labels = _labels(logits.size, args.weights)
+    labels = _labels(logits.size, None if random else args.weights)
     top = np.argsort(-probs, kind="stable")[: args.top]
     rows = [{"rank": r + 1, "index": int(i), "label": labels[i], "probability": float(probs[i]),
              "logit": float(logits[i])} for r, i in enumerate(top)]
-    name = res
-    weights = args.weights or f"{name.variant.name}.{name.tag or name.variant.default_tag}"
+    from_file = bool(args.weights) and not random and args.weights not in res.variant.weights
+    weights = RANDOM if random else args.weights if from_file else f"{res.variant.name}.{tag}"
     if args.json:
-        print(json.dumps({"image": args.image, "model": name.variant.name, "weights": weights, "framework": fw.name,
+        print(json.dumps({"image": args.image, "model": res.variant.name, "weights": weights, "framework": fw.name,
                           "input_shape": list(x.shape), "top": rows}, indent=2))
         return 0
-    print(f"{os.path.basename(args.image)}: {name.variant.name} on {fw.name} (weights {weights}), input "
+    shown = "RANDOM weights: a pipeline check, not a prediction" if random else f"weights {weights}"
+    print(f"{os.path.basename(args.image)}: {res.variant.name} on {fw.name} ({shown}), input "
           f"{cfg['input_size']}x{cfg['input_size']}")
     print(_table([[str(r["rank"]), f"{100 * r['probability']:.2f}%", r["label"], str(r["index"])] for r in rows],
                  ["RANK", "PROB", "CLASS", "INDEX"]))
+    if random:
+        print(f"note: random weights, so these classes mean nothing; for a real prediction leave out --weights (the "
+              f"tag's hub weights) or pass {_weights_hint(res.variant)}")
     return 0
 
 
@@ -408,44 +472,57 @@ def add_export_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regnet-zoo", description="RegNet X/Y variants as data, built in "
                                      "PyTorch, TensorFlow or Flax.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the Python traceback of errors")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="let the frameworks log to stderr (TensorFlow's C++ start-up lines, JAX warnings)")
+    # the same two flags after the command (regnet-zoo features NAME --verbose); SUPPRESS keeps the global value
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                        help="let the frameworks log to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("list", help="list variants (or weight tags with --pretrained)")
+    p = sub.add_parser("list", parents=[common], help="list variants (or weight tags with --pretrained)")
     p.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="fnmatch pattern, e.g. 'regnety_*'")
     p.add_argument("--pretrained", action="store_true", help="list name.tag for every weight tag")
     p.add_argument("--framework", help="only variants this framework can build")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("show", help="stage plan, feature_info, complexity and weights of a variant")
+    p = sub.add_parser("show", parents=[common], help="stage plan, feature_info, complexity and weights of a variant")
     p.add_argument("name", help="variant, alias, hub id or name.tag")
     p.add_argument("--resolution", type=int, default=GFLOPS_RESOLUTION, help="input size for FLOPs (default 224)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("frameworks", help="registered frameworks and whether they are installed")
+    p = sub.add_parser("frameworks", parents=[common], help="registered frameworks and whether they are installed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_frameworks)
 
-    p = sub.add_parser("plugins", help="loaded plugins and the ones that failed")
+    p = sub.add_parser("plugins", parents=[common], help="loaded plugins and the ones that failed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("check", help="validate variant YAML files (exit 1 with file:line:col lines)")
+    p = sub.add_parser("check", parents=[common], help="validate variant YAML files (exit 1 with file:line:col lines)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("features", help="build a backbone and print its per-stage feature maps on an image")
+    p = sub.add_parser("features", parents=[common],
+                       help="build a backbone and print its per-stage feature maps on an image")
     p.add_argument("name", help="variant, alias or name.tag")
     p.add_argument("--framework", "-f", default="torch", help="torch (default), tf or flax")
     p.add_argument("--image", help="image file (default: the bundled sample picture)")
-    p.add_argument("--pretrained", help="weight tag or checkpoint path (default: random weights)")
+    p.add_argument("--weights", "-w", metavar="TAG|PATH",
+                   help=f"weight tag (e.g. ra3_in1k), checkpoint file or model directory; {RANDOM} (the default) for "
+                        f"random weights")
+    p.add_argument("--pretrained", dest="weights", help=argparse.SUPPRESS)  # the former name of --weights
     p.add_argument("--size", type=int, help="input size (default: the weights' input size, else 224)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_features)
+    p.set_defaults(func=cmd_features, spellings=FEATURES_SPELLINGS)
 
-    p = sub.add_parser("convert", help="convert a checkpoint to safetensors (timm, transformers or framework-native)",
+    p = sub.add_parser("convert", parents=[common],
+                       help="convert a checkpoint to safetensors (timm, transformers or framework-native)",
                        description="Read SRC (a checkpoint file, sharded index, model directory, name.tag or hub repo; "
                        "timm / transformers PT-TF-Flax / torchvision / pycls / VISSL, detected) and write DST "
                        "atomically. --to timm: one .safetensors in timm names; hf: a transformers directory; "
@@ -459,16 +536,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="the architecture (default: from config.json or the weight shapes)")
     p.add_argument("--keep-bgr", action="store_true", help="do not flip a pycls (BGR) stem to RGB")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_convert)
+    p.set_defaults(func=cmd_convert, spellings=CONVERT_SPELLINGS)
 
-    p = sub.add_parser("predict", help="classify an image and print the top-5 classes")
+    p = sub.add_parser("predict", parents=[common], help="classify an image and print the top-5 classes")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--model", "-m", required=True, help="variant or name.tag (weights and preprocessing)")
-    p.add_argument("--weights", "-w", help="checkpoint file or model directory (default: the tag's hub weights)")
+    p.add_argument("--weights", "-w", metavar="TAG|PATH",
+                   help=f"weight tag, checkpoint file or model directory (default: the tag's hub weights); {RANDOM}: "
+                        f"random weights, to check the pipeline offline (the classes then mean nothing)")
     p.add_argument("--framework", "-f", default="torch", help="torch (default), tf or flax")
     p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, spellings=PREDICT_SPELLINGS)
 
     add_export_parser(sub)
     return parser
@@ -478,8 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     show_tb = args.traceback or os.environ.get("REGNET_ZOO_TRACEBACK") == "1"
+    quiet: Any = contextlib.nullcontext
+    if not args.verbose:
+        from .framework_logs import quiet
     try:
-        return args.func(args)
+        with spelled(getattr(args, "spellings", SPELLINGS)), quiet() as args.quiet_imports:
+            return args.func(args)
     except (RegNetZooError, ValueError, TypeError, KeyError, ImportError, OSError) as e:
         if show_tb:
             raise

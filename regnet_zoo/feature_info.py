@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+from .errors import describe
+
 NUM_FEATURE_INDICES = 5  # stem, s1..s4
 
 
@@ -83,14 +85,14 @@ class FeatureInfoList(list):
 def normalize_out_indices(out_indices: Iterable[int], count: int = NUM_FEATURE_INDICES) -> tuple[int, ...]:
     """Validate feature indices (ints in 0..count-1, no duplicates) and return them sorted."""
     if isinstance(out_indices, int) or isinstance(out_indices, (str, bytes)):
-        raise ValueError(f"out_indices must be a sequence of ints in 0..{count - 1}, got {out_indices!r}")
+        raise ValueError(f"out_indices must be a sequence of ints in 0..{count - 1}, got {describe(out_indices)}")
     idx = list(out_indices)
     bad = [i for i in idx if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < count]
     if bad or not idx:
         raise ValueError(
             f"out_indices must be a non-empty sequence of ints in 0..{count - 1} "
-            f"(0 = stem, 1..4 = stages s1..s4), got {tuple(idx)!r}"
+            f"(0 = stem, 1..4 = stages s1..s4), got {describe(tuple(idx))}"
         )
     if len(set(idx)) != len(idx):
-        raise ValueError(f"out_indices has duplicates: {tuple(idx)!r}")
+        raise ValueError(f"out_indices has duplicates: {describe(tuple(idx))}")
     return tuple(sorted(idx))

@@ -26,11 +26,15 @@ class Framework:
       loading lists every missing, unexpected and mis-shaped key in one ``WeightsError``;
     * ``exporter(model)`` returns its weights as a canonical dict of numpy arrays (bit-exact round trip);
     * ``formats``: the deployment formats it writes (``ExportFormat``; see ``regnet_zoo.deploy``).
+
+    ``layout`` is the layout its models take and return when built with default options (``NCHW`` or ``NHWC``);
+    the runner speaks NCHW whatever it is, and ``regnet-zoo features`` shows shapes in this one.
     """
 
     name: str
     builder: str
     requires: tuple[str, ...] = ()  # top-level modules that must be importable
+    layout: str = "NCHW"  # of its models' input and maps with default options: NCHW | NHWC
     aliases: tuple[str, ...] = ()
     install_hint: str = ""
     runner: str | None = None

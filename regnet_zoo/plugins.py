@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownFrameworkError
+from .errors import PluginError, UnknownFrameworkError, describe
 from .frameworks import Framework
 from .registry import Registry
 from .registry_file import load_file
@@ -158,7 +158,7 @@ class Host:
         if key is None:
             known = ", ".join(f"{f.name} ({', '.join(f.aliases)})" if f.aliases else f.name
                               for f in frameworks.values())
-            raise UnknownFrameworkError(f"unknown framework {name!r}; known frameworks: {known or 'none'}")
+            raise UnknownFrameworkError(f"unknown framework {describe(name)}; known frameworks: {known or 'none'}")
         return frameworks[key]
 
     def _calls(self, hook_name: str) -> list[tuple[str, Any]]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .errors import describe
 from .variant import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_CONFIG = {"input_size": 224, "crop_pct": 0.875, "interpolation": "bicubic", "mean": IMAGENET_MEAN,
@@ -22,22 +23,51 @@ SAMPLE_IMAGE = Path(__file__).parent / "data" / "sample.png"
 LAYOUTS = ("channels_first", "channels_last")
 
 
-def data_config(name: str, *, test: bool = False) -> dict[str, Any]:
-    """Eval preprocessing of ``name`` (``name.tag``; a bare name uses its default tag, else ImageNet defaults).
+def data_config(name: Any, *, test: bool = False) -> dict[str, Any]:
+    """Eval preprocessing of ``name`` (``name.tag``; a bare name uses its default tag, else ImageNet defaults), or of
+    a model: its ``pretrained_cfg`` (timm's) when it has one, else the weight tag ``rz.create`` built it for.
 
     ``test=True`` uses the tag's larger test-time size and crop when it has one (timm's ``test_input_size``).
     """
-    from .api import resolve
+    from .api import get_variant, resolve
 
-    res = resolve(name)
-    tag = res.tag or res.variant.default_tag
+    if isinstance(name, str):
+        res = resolve(name)
+        return _tag_config(res.variant, res.tag or res.variant.default_tag, test)
+    cfg = getattr(name, "pretrained_cfg", None)
+    if isinstance(cfg, Mapping) and "input_size" in cfg:
+        return _pretrained_cfg_config(cfg, test)
+    variant_name = getattr(name, "variant_name", None)
+    if not isinstance(variant_name, str):
+        raise TypeError(f"data_config takes a variant name ('regnety_040', 'regnety_040.ra3_in1k') or a model built "
+                        f"by rz.create, got {describe(name)}")
+    variant = get_variant(variant_name)
+    weight = getattr(name, "weight_tag", None)
+    tag = weight if isinstance(weight, str) else getattr(weight, "tag", None)
+    return _tag_config(variant, tag if tag in variant.weights else variant.default_tag, test)
+
+
+def _tag_config(variant, tag: str | None, test: bool) -> dict[str, Any]:
     if tag is None:
         return dict(DEFAULT_CONFIG)
-    w = res.variant.weights[tag]
+    w = variant.weights[tag]
     size, crop = w.input_size, w.crop_pct
     if test and w.test_input_size:
         size, crop = w.test_input_size, w.test_crop_pct or crop
     return {"input_size": size, "crop_pct": crop, "interpolation": w.interpolation, "mean": w.mean, "std": w.std}
+
+
+def _pretrained_cfg_config(cfg: Mapping[str, Any], test: bool) -> dict[str, Any]:
+    """The same keys from timm's ``pretrained_cfg`` (sizes there are ``(channels, height, width)``)."""
+    def side(size: Any) -> int:
+        return int(size[-1]) if isinstance(size, (tuple, list)) else int(size)
+
+    size, crop = side(cfg["input_size"]), cfg.get("crop_pct", DEFAULT_CONFIG["crop_pct"])
+    if test and cfg.get("test_input_size"):
+        size, crop = side(cfg["test_input_size"]), cfg.get("test_crop_pct") or crop
+    return {"input_size": size, "crop_pct": crop,
+            "interpolation": cfg.get("interpolation", DEFAULT_CONFIG["interpolation"]),
+            "mean": tuple(cfg.get("mean", IMAGENET_MEAN)), "std": tuple(cfg.get("std", IMAGENET_STD))}
 
 
 def _resample(name: str):
@@ -53,7 +83,7 @@ def preprocess(images: Any | Iterable[Any], config: dict[str, Any] | None = None
     from PIL import Image
 
     if data_format not in LAYOUTS:
-        raise ValueError(f"data_format must be one of {', '.join(LAYOUTS)}, got {data_format!r}")
+        raise ValueError(f"data_format must be one of {', '.join(LAYOUTS)}, got {describe(data_format)}")
     cfg = {**DEFAULT_CONFIG, **(config or {})}
     if isinstance(images, (str, os.PathLike, Image.Image)):
         images = [images]

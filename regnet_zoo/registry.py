@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from dataclasses import dataclass
 
-from .errors import RegistryError, UnknownVariantError
+from .errors import RegistryError, UnknownVariantError, describe, spell
 from .variant import Variant, WeightTag
 
 
@@ -26,6 +25,45 @@ class Resolved:
 def natural_key(name: str) -> list:
     """Sort key that orders ``regnetx_002 < regnetx_016 < regnetx_160 < regnety_10b`` by their numbers."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def family(name: str) -> str:
+    """A variant's family: its name up to the first digit (``regnety_`` for ``regnety_040`` and ``regnety_10b``)."""
+    m = re.match(r"\D*", name)
+    return m.group(0) if m and m.group(0) else name
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def close_matches(word: str, candidates, n: int = 1) -> list[str]:
+    """The candidates a did-you-mean may offer for ``word``: only close ones, best first.
+
+    Close means a typo away (case-insensitive edit distance at most a quarter of the word, at least 1) or a
+    completion of what was typed (``regnety_04`` -> ``regnety_040``). ``resnet50`` has no close RegNet name, so
+    nothing is suggested rather than ``regnety_2560``.
+    """
+    low = word.lower()
+    numbers = lambda text: [int(t) for t in re.findall(r"\d+", text)]  # noqa: E731
+    scored = []
+    for c in candidates:
+        d = edit_distance(low, c.lower())
+        completes = len(low) >= 4 and c.lower().startswith(low) and len(c) - len(low) <= 2
+        if d <= max(1, len(low) // 4) or completes:
+            # completions first, then the same numbers ("regnety_02" -> "regnety_002"), then the fewest edits
+            scored.append(((not completes, numbers(c) != numbers(word), d, natural_key(c)), c))
+    return [c for _, c in sorted(scored)[:n]]
 
 
 class Registry:
@@ -68,7 +106,7 @@ class Registry:
     def resolve(self, name: str) -> Resolved:
         """Name, alias, hub id, or any of these followed by ``.tag``."""
         if not isinstance(name, str) or not name:
-            raise UnknownVariantError(f"variant name must be a non-empty string, got {name!r}")
+            raise UnknownVariantError(f"variant name must be a non-empty string, got {describe(name)}")
         hit = self._index.get(name.lower())
         if hit:
             return Resolved(self._variants[hit[0]], hit[1])
@@ -78,25 +116,33 @@ class Registry:
             if tag in variant.weights:
                 return Resolved(variant, tag)
             tags = list(variant.weights)
-            close = difflib.get_close_matches(tag, tags, n=1)
-            hint = f"did you mean {variant.name}.{close[0]!r}?" if close else (
-                f"it has: {', '.join(tags)}" if tags else "it has no weight tags")
+            close = close_matches(tag, tags)
+            hint = f"did you mean {variant.name + '.' + close[0]!r}?" if close else (
+                f"its tags: {', '.join(tags)}" if tags else "it has no weight tags")
             raise UnknownVariantError(f"unknown weight tag {tag!r} for variant {variant.name!r}; {hint}")
         raise UnknownVariantError(self._unknown_message(name))
 
     def _unknown_message(self, name: str) -> str:
         base, dot, tag = name.rpartition(".")
-        typed = base if dot and tag else name  # "regnety_02.pycls_in1k": suggest for the name, keep the tag
-        candidates = [k for k, (_, t, _) in self._index.items() if t is None]
-        close = difflib.get_close_matches(typed.lower(), candidates, n=5, cutoff=0.6)
-        numbers = lambda text: [int(n) for n in re.findall(r"\d+", text)]  # noqa: E731
-        # prefer completions of what was typed, then the same numbers ("regnety_02" -> "regnety_002")
-        close.sort(key=lambda c: (not c.startswith(typed.lower()), numbers(c) != numbers(typed)))
+        close, typed = close_matches(name, self._index), name
+        if not close and dot and tag:  # "regnety_02.pycls_in1k": suggest for the name, keep the tag
+            close, typed = close_matches(base, self._index), base
         if close:
-            target = self._variants[self._index[close[0]][0]]
-            suggestion = f"{target.name}.{tag}" if typed is base and tag in target.weights else target.name
+            variant, selected, _ = self._index[close[0]]  # a hub id selects a tag
+            target = self._variants[variant]
+            suggestion = (f"{target.name}.{selected}" if selected else
+                          f"{target.name}.{tag}" if typed is base and tag in target.weights else target.name)
             return f"unknown variant {name!r}; did you mean {suggestion!r}?"
-        return f"unknown variant {name!r}; run `regnet-zoo list` to see the {len(self._variants)} variants"
+        return (f"unknown variant {name!r}, and no variant has a close name; the registry holds "
+                f"{self.families()}: see {spell('rz.list_variants()')}")
+
+    def families(self) -> str:
+        """The variants grouped by name prefix, e.g. ``"regnetx_* (13 variants), regnety_* (18 variants)"``."""
+        groups: dict[str, int] = {}
+        for name in self._variants:
+            groups[family(name)] = groups.get(family(name), 0) + 1
+        parts = [f"{f}* ({n} variants)" if n > 1 else f.rstrip("_") for f, n in groups.items()]
+        return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts) or "no variants"
 
     def list(self, pattern: str = "*", pretrained: bool = False) -> list[str]:
         """Canonical names matching ``pattern`` (fnmatch, case-insensitive), natural order.

@@ -57,13 +57,68 @@ def test_unknown_names_suggest():
     with pytest.raises(UnknownVariantError) as e:
         rz.get_variant("regnety_04")
     assert str(e.value) == "unknown variant 'regnety_04'; did you mean 'regnety_040'?"
-    with pytest.raises(UnknownVariantError, match=r"unknown weight tag 'ra3_in1' for variant 'regnety_040'; did you "
-                                                  r"mean regnety_040.'ra3_in1k'\?"):
+    with pytest.raises(UnknownVariantError) as e:
         rz.get_variant("regnety_040.ra3_in1")
+    assert str(e.value) == ("unknown weight tag 'ra3_in1' for variant 'regnety_040'; did you mean "
+                            "'regnety_040.ra3_in1k'?")
     with pytest.raises(UnknownVariantError, match=r"did you mean 'regnety_002.pycls_in1k'\?"):
         rz.get_variant("regnety_02.pycls_in1k")
-    with pytest.raises(UnknownVariantError, match="run `regnet-zoo list`"):
-        rz.get_variant("efficientnet_b0")
+    with pytest.raises(UnknownVariantError, match=r"did you mean 'regnety_040'\?"):
+        rz.get_variant("RegNetY-4.0G")  # a dot inside a name is not a tag
+    with pytest.raises(UnknownVariantError, match=r"did you mean 'regnety_040.hf_in1k'\?"):
+        rz.get_variant("facebook/regnet-y-04")  # a hub id selects its tag
+
+
+def test_a_did_you_mean_only_offers_close_names():
+    families = "the registry holds regnetx_* (13 variants) and regnety_* (18 variants): see rz.list_variants()"
+    for name in ("resnet50", "efficientnet_b0", "vit_base_patch16_224"):
+        with pytest.raises(UnknownVariantError) as e:
+            rz.create(name)
+        assert str(e.value) == f"unknown variant {name!r}, and no variant has a close name; {families}"
+    with pytest.raises(UnknownVariantError) as e:  # a tag far from every tag of the variant: list them
+        rz.resolve("regnety_040.tv2_in1k")
+    assert str(e.value) == ("unknown weight tag 'tv2_in1k' for variant 'regnety_040'; its tags: ra3_in1k, pycls_in1k, "
+                            "hf_in1k")
+    with pytest.raises(WeightsError, match="tags of regnety_040: ra3_in1k, pycls_in1k, hf_in1k"):
+        rz.create("regnety_040", framework="torch", pretrained="tv2_in1k")
+
+
+def test_close_matches():
+    from regnet_zoo.registry import close_matches, edit_distance
+
+    assert edit_distance("regnety_04", "regnety_040") == 1 and edit_distance("ab", "ba") == 1
+    names = rz.list_variants()
+    assert close_matches("regnety_04", names) == ["regnety_040"]
+    assert close_matches("regnety_02", names) == ["regnety_002"]  # same numbers
+    assert close_matches("regnety_080_vt", names) == ["regnety_080_tv"]  # swapped letters
+    assert close_matches("resnet50", names) == [] and close_matches("regnet", names) == []
+
+
+class HugeModel:
+    """Something with a repr as long as a real model's."""
+
+    def __repr__(self) -> str:
+        return "HugeModel(\n" + "  (layer): Conv2d(3, 32, kernel_size=(3, 3))\n" * 500 + ")"
+
+
+def test_errors_show_a_type_and_a_short_repr_never_a_whole_object(toy_host):
+    model = HugeModel()
+    calls = [lambda: rz.create(model), lambda: rz.plan(model), lambda: rz.data_config(list(range(1000))),
+             lambda: rz.create("regnetx_002", framework=model), lambda: rz.create("regnetx_002", num_classes=model),
+             lambda: rz.create("regnetx_002", framework="toy", features_only=model),
+             lambda: rz.create("regnetx_002", framework="toy", pretrained=model),
+             lambda: rz.feature_info("regnetx_002", list(range(1000))),
+             lambda: rz.preprocess(rz.preprocessing.SAMPLE_IMAGE, data_format=model)]
+    for call in calls:
+        with pytest.raises(Exception) as e:
+            call()
+        message = str(e.value)
+        assert len(message) < 250 and "\n" not in message, message
+        assert "HugeModel: HugeModel(..." in message or "[0, 1, 2, 3" in message or "(0, 1, 2, 3" in message, message
+    with pytest.raises(UnknownVariantError) as e:
+        rz.create(model)
+    assert str(e.value).startswith("variant name must be a non-empty string, got a ")
+    assert str(e.value).endswith("HugeModel: HugeModel(...")
 
 
 def test_plan_and_feature_info():

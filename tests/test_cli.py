@@ -10,6 +10,8 @@ import pytest
 
 import regnet_zoo as rz
 from regnet_zoo.cli import main
+from regnet_zoo.preprocessing import SAMPLE_IMAGE
+from testdeps import cli, require
 
 
 def run(capsys, *argv):
@@ -109,3 +111,130 @@ def test_python_dash_m():
     proc = subprocess.run([sys.executable, "-m", "regnet_zoo", "show", "regnety_04"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and "did you mean 'regnety_040'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- what a new user meets first: the real entry point, in a subprocess ---------------------------------------------
+FRAMEWORK_LOG = r"^([IWE]\d{4} \d\d:\d\d:\d+\.\d+ |WARNING: All log messages before absl::InitializeLog)"
+
+
+def test_version():
+    import re
+    from pathlib import Path
+
+    proc = cli("--version", script=True)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"regnet-zoo {rz.__version__}\n", "")
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert re.search(r'^version = "(.+)"$', pyproject, re.M).group(1) == rz.__version__
+
+
+def test_list_orders_each_family_by_complexity():
+    proc = cli("list", script=True)
+    assert proc.returncode == 0, proc.stderr
+    names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
+    assert names[-1] == "regnety_10b" and names.index("regnety_008_tv") + 1 == names.index("regnety_016")
+    assert names[:13] == [n for n in names if n.startswith("regnetx_")]
+    for family in ("regnetx_", "regnety_"):
+        flops = [rz.plan(n).flops(224) for n in names if n.startswith(family)]
+        assert flops == sorted(flops)
+    assert sorted(names) == sorted(rz.list_variants())
+    # the Python listing keeps its documented natural sort (DESIGN.md: list_variants ... natural sort)
+    api_names = rz.list_variants("regnety_*")
+    assert api_names.index("regnety_10b") == api_names.index("regnety_008_tv") + 1
+
+
+def test_unknown_name_without_a_close_one_lists_the_families():
+    proc = cli("show", "resnet50")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == ("regnet-zoo: error: unknown variant 'resnet50', and no variant has a close name; the "
+                           "registry holds regnetx_* (13 variants) and regnety_* (18 variants): see "
+                           "`regnet-zoo list`\n")
+
+
+def test_predict_with_random_weights_runs_offline_and_says_so(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf-home"), "HF_HUB_CACHE": None}
+    proc = cli("predict", str(SAMPLE_IMAGE), "-m", "regnety_002", "--weights", "random", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("sample.png: regnety_002 on torch (RANDOM weights: a pipeline check, not a prediction), "
+                        "input 224x224")
+    assert lines[1].split() == ["RANK", "PROB", "CLASS", "INDEX"] and len(lines) == 8
+    assert lines[-1] == ("note: random weights, so these classes mean nothing; for a real prediction leave out "
+                         "--weights (the tag's hub weights) or pass --weights TAG (e.g. --weights pycls_in1k) or "
+                         "--weights PATH (a checkpoint file or model directory)")
+    proc = cli("predict", str(SAMPLE_IMAGE), "-m", "regnety_002", "-w", "random", "--json", "--top", "2", env=env)
+    rec = json.loads(proc.stdout)
+    assert rec["weights"] == "random" and len(rec["top"]) == 2
+
+
+def test_offline_errors_name_the_command_line_option(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": None}
+    cache = tmp_path / "hf" / "hub"
+    advice = (f"HF_HUB_OFFLINE is set and timm/regnety_002.pycls_in1k is not in the Hugging Face cache ({cache}). "
+              f"Download it once with network access (`hf download timm/regnety_002.pycls_in1k` or `huggingface-cli "
+              f"download timm/regnety_002.pycls_in1k`), point HF_HUB_CACHE / HF_HOME at a cache that has it, or pass ")
+    for argv in (["predict", str(SAMPLE_IMAGE), "-m", "regnety_002"], ["features", "regnety_002", "-w", "pycls_in1k"]):
+        proc = cli(*argv, env=env)
+        assert (proc.returncode, proc.stderr) == (1, f"regnet-zoo: error: {advice}--weights PATH.\n")
+    proc = cli("convert", "regnety_002", str(tmp_path / "out.safetensors"), env=env)
+    assert proc.stderr == f"regnet-zoo: error: {advice}a local checkpoint file or model directory as SRC.\n"
+    proc = cli("features", "regnety_002", "--weights", "pycls_in", env=env)
+    assert proc.stderr == ("regnet-zoo: error: --weights pycls_in is neither a weight tag of 'regnety_002' nor an "
+                           "existing file or directory; did you mean tag 'pycls_in1k'?\n")
+    proc = cli("predict", str(SAMPLE_IMAGE), "-m", "regnety_002", "-w", "pycls_in1k", env=env)
+    assert proc.stderr.endswith("or pass --weights PATH.\n") and "pretrained" not in proc.stderr
+
+
+def test_failed_download_shows_its_cause_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"HF_HUB_OFFLINE": None, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf"),
+           "HF_HUB_CACHE": None}
+    proc = cli("predict", str(SAMPLE_IMAGE), "-m", "regnety_002", env=env, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"regnet-zoo: error: timm/regnety_002.pycls_in1k could not be downloaded (127.0.0.1:"
+                                  f"{port}: Connection refused) and is not in the Hugging Face cache "
+                                  f"({tmp_path / 'hf' / 'hub'}). Download it once")
+    assert proc.stderr.count("\n") == 1 and proc.stderr.endswith("or pass --weights PATH.\n")
+
+
+@pytest.mark.parametrize("framework", ["tf", "flax"])
+def test_features_shows_the_framework_layout_and_keeps_framework_logs_quiet(framework):
+    require(*{"tf": ("tensorflow", "keras", "keras_hub"), "flax": ("jax", "flax")}[framework])
+    import re
+
+    proc = cli("features", "regnetx_002", "--framework", framework)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"regnetx_002 on {framework} (random weights); input sample.png -> (1, 224, 224, 3) NHWC"
+    assert lines[1].split()[:7] == ["INDEX", "MODULE", "LEVEL", "CHANNELS", "STRIDE", "SHAPE", "(NHWC)"]
+    assert [line.split()[5] for line in lines[2:7]] == ["1x112x112x32", "1x56x56x24", "1x28x28x56",
+                                                         "1x14x14x152", "1x7x7x368"]
+    assert lines[7] == ("note: random weights, so these statistics mean nothing; load weights with --weights TAG "
+                        "(e.g. --weights pycls_in1k) or --weights PATH (a checkpoint file or model directory)")
+    assert not re.search(FRAMEWORK_LOG, proc.stderr, re.M) and "cuInit" not in proc.stderr, proc.stderr
+    rec = json.loads(cli("features", "regnetx_002", "-f", framework, "--json").stdout)
+    assert rec["layout"] == "NHWC" and rec["input_shape"] == [1, 224, 224, 3] and rec["weights"] is None
+    assert rec["features"][4]["shape"] == [1, 7, 7, 368]
+
+
+def test_verbose_lets_tensorflow_log():
+    require("tensorflow", "keras", "keras_hub")
+    import re
+
+    proc = cli("features", "regnetx_002", "-f", "tf", "--size", "64", "--verbose", env={"TF_CPP_MIN_LOG_LEVEL": None})
+    assert proc.returncode == 0 and re.search(FRAMEWORK_LOG, proc.stderr, re.M), proc.stderr
+
+
+def test_framework_log_filter():
+    from regnet_zoo.framework_logs import filtered
+
+    noise = (b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+             b"I0000 00:00:1795965898.238414   11803 port.cc:153] oneDNN custom operations are on.\n"
+             b"E0000 00:00:1795965909.643993   11803 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+             b"W0000 00:00:1795965909.643993   11803 computation_placer.cc:177] already registered\n"
+             b"To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow\n")
+    kept = b"F0000 00:00:1795965909.643993   11803 x.cc:1] a fatal error\nUserWarning: something of ours\n"
+    assert filtered(noise + kept) == kept

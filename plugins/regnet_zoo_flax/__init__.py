@@ -13,6 +13,7 @@ def register_frameworks(register):
         runner="regnet_zoo_flax.build:run",
         loader="regnet_zoo_flax.weights:load_canonical",
         exporter="regnet_zoo_flax.weights:export_canonical",
+        layout="NHWC",
         install_hint="pip install 'regnet-zoo[flax]'",
         formats=(
             ExportFormat("stablehlo", "regnet_zoo_flax.export:write_stablehlo", suffix=".stablehlo",

@@ -15,6 +15,7 @@ def register_frameworks(register):
         runner="regnet_zoo_tf.build:run",
         loader="regnet_zoo_tf.weights:load_canonical",
         exporter="regnet_zoo_tf.weights:export_canonical",
+        layout="NHWC",
         install_hint="pip install 'regnet-zoo[tf]'",
         formats=(
             ExportFormat("tflite", "regnet_zoo_tf.export:write_tflite", suffix=".tflite",

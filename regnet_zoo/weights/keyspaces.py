@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import WeightsError
+from ..errors import WeightsError, spell
 
 CANONICAL = "timm"
 BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
@@ -255,7 +255,7 @@ def pycls_to_canonical(state: Mapping[str, Any], origin: str = "checkpoint", bgr
     if bgr and "stem.conv.weight" in out:
         if out["stem.conv.weight"].shape[1] != 3:
             raise WeightsError(f"{origin}: pycls stem has {out['stem.conv.weight'].shape[1]} input channels; the BGR "
-                               f"-> RGB flip needs 3 (pass bgr=False to keep the weights as they are)")
+                               f"-> RGB flip needs 3 (pass {spell('bgr=False')} to keep the weights as they are)")
         flip_stem_channels(out)
         notes.append("pycls weights expect BGR input: the stem conv was flipped to take RGB")
     return Converted(out, "pycls", tuple(notes))
@@ -338,12 +338,13 @@ def detect_key_space(keys: Iterable[str], origin: str = "checkpoint") -> str:
         return found[0]
     if len(found) > 1:
         raise UnknownKeySpaceError(f"{origin}: tensor names match several key spaces ({', '.join(found)}); pass "
-                                   f"keys=<space> to choose one")
+                                   f"{spell('keys=<space>')} to choose one")
     sample = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "") if keys else "(no tensors)"
     known = "\n".join(f"  {s.name:12s} {s.description}" for s in KEY_SPACES.values())
     raise UnknownKeySpaceError(f"{origin}: unknown key space: its {len(keys)} tensor names ({sample}) match no RegNet "
                                f"checkpoint layout regnet-zoo knows:\n{known}\nIf it is one of these with extra "
-                               f"prefixes, pass keys=<space>; otherwise it is probably not a RegNet checkpoint.")
+                               f"prefixes, pass {spell('keys=<space>')}; otherwise it is probably not a RegNet "
+                               f"checkpoint.")
 
 
 def to_canonical(state: Mapping[str, Any], keys: str | None = None, origin: str = "checkpoint",

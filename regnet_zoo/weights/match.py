@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Mapping
 
-from ..errors import WeightsError
+from ..errors import WeightsError, spell
 from ..keys import canonical_shapes, check_state
 
 
@@ -57,6 +57,7 @@ def check_variant(state: Mapping[str, Any], variant: str, origin: str) -> None:
         check_state(state, expected, origin)
     except WeightsError as e:
         fits = identify(state)
-        hint = (f"\n  these weights fit variant {fits[0]!r}: create({fits[0]!r}, ...)" if fits else
+        use = spell("create({name!r}, ...)", name=fits[0]) if fits else ""
+        hint = (f"\n  these weights fit variant {fits[0]!r}: {use}" if fits else
                 "\n  they fit no registry variant")
         raise WeightsError(f"{e} (the model is {variant}){hint}") from None

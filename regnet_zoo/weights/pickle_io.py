@@ -8,6 +8,10 @@ with an ``UnsafeCheckpointError`` before anything runs:
   the zip format torch has written since 1.6;
 * without torch: ``RestrictedUnpickler`` below reads torch's zip format into numpy, allowing only the globals a
   ``state_dict`` needs (``OrderedDict``, ``torch._utils._rebuild_tensor_v2``, the storage types).
+
+A file that does not load gets an error in our words saying what is wrong with it (``diagnose``: bad magic,
+truncated zip, CRC failure, unknown pickle opcode, truncated pickle, not a torch checkpoint), never a reader's own
+text: torch's advises re-running with ``weights_only=False``, which executes an untrusted file's code.
 """
 
 from __future__ import annotations
@@ -79,18 +83,113 @@ def _unsafe_globals(path: Path) -> list[str]:
     return found
 
 
-def _parses(path: Path) -> bool:
-    """True when the (first) pickle stream is well-formed: an unsupported opcode in it is a refusal, not damage."""
-    import io
+# -- what is wrong with a file that does not load, in our words ------------------------------------------------------
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of torch's legacy (pre-zip) format
+_LEGACY_PICKLES = ("magic number", "protocol version", "system info", "object", "storage keys")
+
+
+def _pickle_damage(stream, where: str, offset: int = 0) -> tuple[str, Any] | None:
+    """Walk one pickle's opcodes (never executing them) from ``stream``'s position: ``None`` when it is
+    well-formed, else what is wrong. Returns ``("ok", first_arg)`` for a well-formed pickle, with the argument of
+    its first data opcode (the legacy format's magic number)."""
     import pickletools
 
+    start = stream.seek(0, 1)
+    first = None
     try:
-        for raw in _pickle_streams(path):
-            for _ in pickletools.genops(io.BytesIO(raw)):
-                pass
-    except (ValueError, EOFError, UnicodeDecodeError, zipfile.BadZipFile):
-        return False
-    return True
+        for op, arg, _ in pickletools.genops(stream):
+            if first is None and op.name != "PROTO":
+                first = (op.name, arg)
+    except ValueError as e:  # pickletools reports every problem as ValueError
+        m = re.match(r"at position (\d+), opcode b'(.*)' unknown", str(e))
+        if m:
+            code = bytes(m.group(2), "latin-1").decode("unicode_escape").encode("latin-1")
+            return ("damaged", f"corrupt pickle: unknown opcode 0x{code[0]:02x} at byte {offset + int(m.group(1))} of "
+                               f"{where}")
+        end = stream.seek(0, 2)
+        return ("damaged", f"truncated pickle: {where} ends at byte {offset + end} in the middle of the pickle that "
+                           f"starts at byte {offset + start} (before its STOP opcode)" if "exhausted" in str(e) or
+                "not enough data" in str(e) or "only" in str(e) or "no newline" in str(e) else
+                f"corrupt pickle at byte {offset + start} of {where} ({e})")
+    return ("ok", first)
+
+
+def _printable(data: bytes) -> bool:
+    return bool(data) and all(32 <= b < 127 or b in (9, 10, 13) for b in data)
+
+
+def diagnose(path: str | os.PathLike) -> tuple[str, str] | None:
+    """What is wrong with a pickle checkpoint, found by reading its structure (zip directory, CRCs, pickle opcodes),
+    never by running it: ``("damaged", message)`` for a truncated or corrupt file, ``("foreign", message)`` for a
+    well-formed file that is not a torch checkpoint, ``None`` when nothing is wrong with its structure."""
+    import io
+    import zlib
+
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return ("damaged", f"truncated zip archive: it starts like torch.save's zip format, but its {size:,} bytes "
+                               f"end before the archive's directory (an interrupted download or copy?)")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                pkl = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+                if not pkl:
+                    return ("foreign", "not a torch checkpoint: a zip archive without data.pkl")
+                bad = archive.testzip()
+                if bad is not None:
+                    return ("damaged", f"damaged zip archive: member {bad} fails its CRC check")
+                raw = archive.read(pkl[0])
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as e:
+            return ("damaged", f"damaged zip archive ({type(e).__name__}: {e})")
+        problem = _pickle_damage(io.BytesIO(raw), pkl[0])
+        return problem if problem and problem[0] != "ok" else None
+    if not head.startswith(b"\x80"):
+        shown = " ".join(f"{b:02x}" for b in head[:8])
+        text = f" (text: {head.decode('ascii', 'replace')!r}...)" if _printable(head) else ""
+        return ("damaged", f"bad magic: the file starts with bytes {shown}{text}, neither a zip archive ('PK', what "
+                           f"torch.save writes) nor a pickle (byte 0x80); a damaged file, or a download that saved "
+                           f"something else?")
+    if len(head) > 1 and head[1] > pickle.HIGHEST_PROTOCOL:
+        return ("damaged", f"bad magic: pickle protocol {head[1]} (byte 1) does not exist")
+    with open(path, "rb") as f:  # legacy format: five pickles (magic, protocol, sys info, object, keys), then data
+        for i, part in enumerate(_LEGACY_PICKLES):
+            if f.tell() == size:
+                return ("damaged", f"truncated: the file ends after {i} of the {len(_LEGACY_PICKLES)} pickles of "
+                                   f"torch's legacy format (before its {part}), {size:,} bytes")
+            kind, info = _pickle_damage(f, "the file")
+            if kind != "ok":
+                return (kind, info)
+            if i == 0 and info != ("LONG1", _TORCH_MAGIC):
+                return ("foreign", "not a torch checkpoint: a pickle that does not start with torch's magic number "
+                                   "(torch.save writes a zip archive, or a legacy pickle led by that number)")
+    return None
+
+
+def _unreadable(path: Path, error: BaseException) -> WeightsError:
+    """The error for a pickle checkpoint that did not load: what is wrong with the file, in our words. A reader's
+    own text is never passed on whole: torch's advises ``weights_only=False``, unsafe for untrusted files."""
+    found = diagnose(path)
+    if found is not None and found[0] == "damaged":
+        return CorruptCheckpointError(f"{path}: {found[1]}")
+    what = first_unsafe_global(path)
+    if what is not None:
+        return _refused(path, what)
+    if found is not None:
+        return CorruptCheckpointError(f"{path}: {found[1]}")
+    text = str(error)
+    if "Unsupported" in text:  # torch's restricted unpickler refused an opcode or class in a well-formed pickle
+        return _refused(path, "a Python object that is not a tensor")
+    m = re.search(r"WeightsUnpickler error:\s*(.*)", text, re.S)  # the cause inside torch's weights_only advice
+    line = next((ln.strip() for ln in (m.group(1) if m else text).splitlines() if ln.strip()), "")
+    if "weights_only" in line or "weights only" in line.lower():
+        line = ""
+    reason = f"{type(error).__name__}: {line[:160]}" if line else type(error).__name__
+    if re.search(r"EOF|end of (file|data)", line):
+        return CorruptCheckpointError(f"{path}: truncated: the tensor data ends early ({reason})")
+    return CorruptCheckpointError(f"{path}: not a readable torch checkpoint ({reason})")
 
 
 # -- torch ------------------------------------------------------------------------------------------------------
@@ -115,17 +214,10 @@ def _torch_load(path: Path) -> Any:
     mmap = zipfile.is_zipfile(path)  # only torch's zip format can be memory-mapped
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        m = re.search(r"GLOBAL (\S+)", str(e))
-        what = m.group(1) if m else first_unsafe_global(path)
-        if what is not None:
-            raise _refused(path, what) from None
-        if "Unsupported" in str(e) and _parses(path):
-            raise _refused(path, "a Python object that is not a tensor") from None
-        raise CorruptCheckpointError(f"{path}: corrupt or truncated pickle checkpoint ({e})") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        message = str(e).split("\n")[0]
-        raise CorruptCheckpointError(f"{path}: corrupt or truncated checkpoint (torch.load: {message})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # bad input surfaces as UnpicklingError, RuntimeError, KeyError, EOFError, ...
+        raise _unreadable(path, e) from None
     return _to_numpy(obj)
 
 
@@ -191,18 +283,30 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def _numpy_load(path: Path) -> Any:
     if not zipfile.is_zipfile(path):
+        found = diagnose(path)
+        if found is not None and found[0] == "damaged":
+            raise CorruptCheckpointError(f"{path}: {found[1]}")
+        what = first_unsafe_global(path)
+        if what is not None:
+            raise _refused(path, what)
+        if found is not None:
+            raise CorruptCheckpointError(f"{path}: {found[1]}")
         raise WeightsError(f"{path}: a legacy (pre-zip) torch pickle; reading it needs torch (pip install torch), "
                            f"or convert it to safetensors where torch is installed")
     try:
         with zipfile.ZipFile(path) as archive:
             pkl = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             if not pkl:
-                raise CorruptCheckpointError(f"{path}: a zip file without data.pkl: not a torch checkpoint")
+                raise CorruptCheckpointError(f"{path}: not a torch checkpoint: a zip archive without data.pkl")
             prefix = pkl[0].rpartition("/")[0]
             with archive.open(pkl[0]) as f:
                 return RestrictedUnpickler(f, archive, prefix, path).load()
-    except (zipfile.BadZipFile, EOFError, KeyError, pickle.UnpicklingError) as e:
-        raise CorruptCheckpointError(f"{path}: corrupt or truncated checkpoint ({e})") from None
+    except (UnsafeCheckpointError, CorruptCheckpointError):
+        raise
+    except MemoryError:
+        raise
+    except Exception as e:  # damaged data: BadZipFile, zlib.error, EOFError, UnpicklingError, KeyError, ...
+        raise _unreadable(path, e) from None
 
 
 def load(path: str | os.PathLike, *, backend: str = "auto") -> Any:

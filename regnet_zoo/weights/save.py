@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import WeightsError
+from ..errors import WeightsError, spell
 from . import hf_config, match, safetensors_io
 from .atomic import atomic_directory, atomic_file
 from .export import export_state
@@ -29,9 +29,10 @@ def resolve_variant(state: Mapping[str, Any], variant: str | None, origin: str =
         return name
     found = match.identify(state)
     if not found:
-        raise WeightsError(f"{origin}: the weights fit no registry variant; pass variant=<name>")
+        raise WeightsError(f"{origin}: the weights fit no registry variant; pass {spell('variant=<name>')}")
     if len(found) > 1:
-        raise WeightsError(f"{origin}: the weights fit several variants ({', '.join(found)}); pass variant=<name>")
+        raise WeightsError(f"{origin}: the weights fit several variants ({', '.join(found)}); pass "
+                           f"{spell('variant=<name>')}")
     return found[0]
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import WeightsError
+from ..errors import WeightsError, spell
 from ..frameworks import WeightSource
 from ..variant import Variant, WeightTag
 from . import hub, match
@@ -19,8 +19,9 @@ log = logging.getLogger("regnet_zoo.weights")
 def _checked(ck: Checkpoint, variant: Variant) -> WeightSource:
     from_config = ck.config is not None and ck.config.get("model_type") == "regnet"
     if from_config and ck.variant != variant.name:
+        use = spell("create({name!r}, ...) or rz.from_pretrained({path!r})", name=ck.variant, path=ck.origin)
         raise WeightsError(f"{ck.origin} holds weights for {ck.variant} (from its config.json), not {variant.name}; "
-                           f"use create({ck.variant!r}, ...) or rz.from_pretrained({ck.origin!r})")
+                           f"use {use}")
     match.check_variant(ck.state, variant.name, ck.origin)
     for note in ck.notes:
         log.info("%s: %s", ck.origin, note)

@@ -95,7 +95,8 @@ def test_convert_errors_leave_nothing(pth, tmp_path, capsys):
     src, _ = pth
     (tmp_path / "broken.pth").write_bytes(src.read_bytes()[:1000])
     assert main(["convert", str(tmp_path / "broken.pth"), str(tmp_path / "out.safetensors")]) == 1
-    assert "corrupt or truncated" in capsys.readouterr().err
+    assert "broken.pth: truncated zip archive: it starts like torch.save's zip format, but its 1,000 bytes end " \
+        "before the archive's directory" in capsys.readouterr().err
     assert main(["convert", str(src), str(tmp_path / "out.safetensors"), "--keys", "pycls"]) == 1
     assert "do not fit the pycls RegNet key space" in capsys.readouterr().err
     assert main(["convert", str(src), str(tmp_path / "out.safetensors"), "--variant", "regnetx_002"]) == 1
@@ -103,6 +104,37 @@ def test_convert_errors_leave_nothing(pth, tmp_path, capsys):
     assert main(["convert", "regnety_02.pycls_in1k", str(tmp_path / "out.safetensors")]) == 1
     assert "unknown variant 'regnety_02.pycls_in1k'; did you mean" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.pth"]
+
+
+def test_convert_of_random_bytes_says_what_is_wrong_never_weights_only(tmp_path):
+    """head -c 4096 /dev/urandom > x.pth; regnet-zoo convert x.pth o.safetensors"""
+    from testdeps import cli
+
+    raw = np.random.default_rng(0).bytes(4096)
+    (tmp_path / "x.pth").write_bytes(raw)
+    proc = cli("convert", str(tmp_path / "x.pth"), str(tmp_path / "o.safetensors"), script=True)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (f"regnet-zoo: error: {tmp_path / 'x.pth'}: bad magic: the file starts with bytes "
+                           f"{' '.join(f'{b:02x}' for b in raw[:8])}, neither a zip archive ('PK', what torch.save "
+                           f"writes) nor a pickle (byte 0x80); a damaged file, or a download that saved something "
+                           f"else?\n")
+    assert "weights_only" not in proc.stderr and not (tmp_path / "o.safetensors").exists()
+
+
+def test_errors_name_the_options_of_the_command(pth, tmp_path):
+    """The same mismatch, told in each interface's words: a command's options, Python's keywords."""
+    from testdeps import cli
+
+    src, _ = pth
+    proc = cli("predict", str(SAMPLE_IMAGE), "-m", "regnetx_002", "-w", str(src))
+    assert proc.returncode == 1 and proc.stderr.endswith("\n  these weights fit variant 'regnety_002': --model "
+                                                         "regnety_002\n"), proc.stderr
+    proc = cli("convert", str(src), str(tmp_path / "o.safetensors"), "--variant", "regnetx_002")
+    assert proc.returncode == 1 and proc.stderr.endswith("\n  these weights fit variant 'regnety_002': --variant "
+                                                         "regnety_002\n"), proc.stderr
+    with pytest.raises(WeightsError) as e:
+        rz.create("regnetx_002", pretrained=src)
+    assert str(e.value).endswith("\n  these weights fit variant 'regnety_002': create('regnety_002', ...)")
 
 
 def test_predict_prints_top5_imagenet_classes(pth, tmp_path, capsys):

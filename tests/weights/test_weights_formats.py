@@ -118,13 +118,9 @@ def test_pickle_code_payload_is_refused_and_never_runs(tmp_path, backend, contai
         torch.save(evil, path)
     else:
         path.write_bytes(pickle.dumps(evil))
-    if backend == "numpy" and container == "raw-pickle":
-        with pytest.raises(WeightsError, match="legacy .*needs torch"):
-            read_checkpoint(path, pickle_backend=backend)
-    else:
-        with pytest.raises(UnsafeCheckpointError, match=r"refused to load: the pickle references (posix|os)\.system.*"
-                                                        r"nothing from it was run"):
-            read_checkpoint(path, pickle_backend=backend)
+    with pytest.raises(UnsafeCheckpointError, match=r"refused to load: the pickle references (posix|os)\.system.*"
+                                                    r"nothing from it was run"):
+        read_checkpoint(path, pickle_backend=backend)
     assert not marker.exists()
 
 
@@ -168,14 +164,126 @@ def test_numpy_unpickler_runs_without_torch(tmp_path):
     assert out.stdout.split() == ["timm", "regnetx_002", "222", "False"]
 
 
-@pytest.mark.parametrize("damage", [lambda raw: raw[: len(raw) // 2], lambda raw: b"\x00" * 64])
-def test_pickle_truncated_or_garbage(tmp_path, damage):
+def _rezipped(raw_zip: bytes, change) -> bytes:
+    """A torch zip checkpoint with ``change(name, data)`` applied to each member (CRCs recomputed)."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(raw_zip)) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, change(name, src.read(name)))
+    return out.getvalue()
+
+
+def _flip_in_data_pkl(raw: bytes) -> bytes:
+    """One byte of data.pkl's stored bytes changed in place: the zip directory is intact, the CRC no longer fits."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        pkl = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    at = raw.index(pkl) + len(pkl) // 2
+    return raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1:]
+
+
+RANDOM_BYTES = np.random.default_rng(0).bytes(4096)  # what `head -c 4096 /dev/urandom > x.pth` gives a user
+assert RANDOM_BYTES[:1] not in (b"P", b"\x80")
+CUT = 1000  # bytes kept of a truncated file
+
+# (name, how the file is made from torch.save's zip bytes and its legacy-format bytes, the message after "PATH: ")
+DAMAGE = [
+    ("random-bytes", lambda z, legacy: RANDOM_BYTES,
+     "bad magic: the file starts with bytes " + " ".join(f"{b:02x}" for b in RANDOM_BYTES[:8]) + ", neither a zip "
+     "archive ('PK', what torch.save writes) nor a pickle (byte 0x80); a damaged file, or a download that saved "
+     "something else?"),
+    ("zeros", lambda z, legacy: b"\x00" * 64,
+     "bad magic: the file starts with bytes 00 00 00 00 00 00 00 00, neither a zip archive ('PK', what torch.save "
+     "writes) nor a pickle (byte 0x80); a damaged file, or a download that saved something else?"),
+    ("html", lambda z, legacy: b"<!DOCTYPE html><html>Not Found</html>\n",
+     "bad magic: the file starts with bytes 3c 21 44 4f 43 54 59 50 (text: '<!DOCTYPE html><'...), neither a zip "
+     "archive ('PK', what torch.save writes) nor a pickle (byte 0x80); a damaged file, or a download that saved "
+     "something else?"),
+    ("truncated-zip", lambda z, legacy: z[:CUT],
+     f"truncated zip archive: it starts like torch.save's zip format, but its {CUT:,} bytes end before the archive's "
+     f"directory (an interrupted download or copy?)"),
+    ("crc", lambda z, legacy: _flip_in_data_pkl(z), "damaged zip archive: member ok/data.pkl fails its CRC check"),
+    ("unknown-opcode", lambda z, legacy: _rezipped(z, lambda n, d: d[:2] + b"\xfe" + d[3:] if n.endswith("data.pkl")
+                                                   else d),
+     "corrupt pickle: unknown opcode 0xfe at byte 2 of ok/data.pkl"),
+    ("truncated-pickle", lambda z, legacy: legacy[:40],
+     "truncated pickle: the file ends at byte 40 in the middle of the pickle that starts at byte 21 (before its "
+     "STOP opcode)"),
+    ("legacy-without-pickles", lambda z, legacy: legacy[:21],
+     "truncated: the file ends after 2 of the 5 pickles of torch's legacy format (before its system info), 21 bytes"),
+    ("plain-pickle", lambda z, legacy: pickle.dumps({"a": [1.0, 2.0]}, protocol=2),
+     "not a torch checkpoint: a pickle that does not start with torch's magic number (torch.save writes a zip "
+     "archive, or a legacy pickle led by that number)"),
+    ("zip-without-data-pkl", lambda z, legacy: _zip({"weights.npy": b"x"}),
+     "not a torch checkpoint: a zip archive without data.pkl"),
+]
+
+
+def _zip(members: dict) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+@pytest.mark.parametrize("name, make, message", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_damaged_pickle_is_told_in_our_words(tmp_path, backend, name, make, message):
+    """What is wrong with the file, never torch's advice to re-run with weights_only=False (unsafe for an untrusted
+    file, and no help for a damaged one)."""
     import torch
 
     torch.save({"a": torch.ones(1000)}, tmp_path / "ok.pth")
-    (tmp_path / "bad.pth").write_bytes(damage((tmp_path / "ok.pth").read_bytes()))
-    with pytest.raises(WeightsError, match="corrupt or truncated"):
+    torch.save({"a": torch.ones(1000)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(make((tmp_path / "ok.pth").read_bytes(), (tmp_path / "legacy.pth").read_bytes()))
+    with pytest.raises(CorruptCheckpointError) as e:
+        read_checkpoint(bad, pickle_backend=backend)
+    assert str(e.value) == f"{bad}: {message}"
+
+
+def test_a_legacy_file_cut_in_its_tensor_data(tmp_path):
+    import torch
+
+    torch.save({"a": torch.ones(1000)}, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    raw = (tmp_path / "legacy.pth").read_bytes()
+    (tmp_path / "bad.pth").write_bytes(raw[:-100])
+    with pytest.raises(CorruptCheckpointError) as e:
         read_checkpoint(tmp_path / "bad.pth")
+    assert str(e.value) == (f"{tmp_path / 'bad.pth'}: truncated: the tensor data ends early (RuntimeError: unexpected "
+                            f"EOF, expected 100 more bytes. The file might be corrupted.)")
+    with pytest.raises(WeightsError, match="legacy .*needs torch"):  # the numpy reader cannot read that format
+        read_checkpoint(tmp_path / "bad.pth", pickle_backend="numpy")
+
+
+def test_torch_advice_never_reaches_the_user(tmp_path, monkeypatch):
+    """A failure we cannot explain from the file's structure still drops torch's weights_only advice."""
+    import torch
+
+    torch.save({"a": torch.ones(2)}, tmp_path / "a.pth")
+    advice = ("Weights only load failed. In PyTorch 2.6, we changed the default value of the `weights_only` argument "
+              "in `torch.load` from `False` to `True`. Re-running `torch.load` with `weights_only` set to `False` "
+              "will likely succeed, but it can result in arbitrary code execution.\nPlease file an issue with the "
+              "following so that we can make `weights_only=True` compatible with your use case: WeightsUnpickler "
+              "error: \n\nmemo key 7 is missing\n\nCheck the documentation of torch.load to learn more.")
+
+    def fails(*args, **kwargs):
+        raise pickle.UnpicklingError(advice)
+
+    monkeypatch.setattr(torch, "load", fails)
+    with pytest.raises(CorruptCheckpointError) as e:
+        pickle_io.load(tmp_path / "a.pth")
+    assert str(e.value) == (f"{tmp_path / 'a.pth'}: not a readable torch checkpoint (UnpicklingError: memo key 7 is "
+                            f"missing)")
 
 
 def test_training_checkpoint_wrappers(tmp_path):

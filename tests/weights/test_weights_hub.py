@@ -82,6 +82,56 @@ def test_offline_and_not_cached(hub_cache):
     assert "pretrained=<local path>" in message
 
 
+def _chained(*errors):
+    """``errors[0]`` raised from ``errors[1]`` raised from ... (as huggingface_hub, requests and urllib3 chain them)."""
+    for outer, inner in zip(errors, errors[1:]):
+        outer.__cause__ = inner
+    return errors[0]
+
+
+def test_download_failure_is_the_innermost_cause_in_one_line():
+    import socket
+
+    import requests
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    hf = LocalEntryNotFoundError("An error happened while trying to locate the files on the Hub and we cannot find "
+                                 "the appropriate snapshot folder. Please check your internet connection.")
+    dns = _chained(hf, requests.ConnectionError(
+        "HTTPSConnectionPool(host='huggingface.co', port=443): Max retries exceeded with url: /api/models/x (Caused "
+        "by NameResolutionError(\"Failed to resolve 'huggingface.co' ([Errno -2] Name or service not known)\"))"),
+        socket.gaierror(-2, "Name or service not known"))
+    assert hub.download_failure(dns) == "cannot resolve huggingface.co: Name or service not known"
+    refused = _chained(LocalEntryNotFoundError("..."),
+                       requests.ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded"),
+                       ConnectionRefusedError(111, "Connection refused"))
+    assert hub.download_failure(refused) == "127.0.0.1:9: Connection refused"
+    response = requests.Response()
+    response.status_code = 503
+    http = requests.HTTPError("503 Server Error: Service Unavailable for url: https://huggingface.co/api/models/x",
+                              response=response)
+    assert hub.download_failure(http) == "HTTP 503"
+
+
+def test_download_failure_reaches_the_message(monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def no_network(*args, **kwargs):
+        raise _chained(LocalEntryNotFoundError("Please check your internet connection."),
+                       ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    with pytest.raises(WeightsError) as e:
+        rz.create("regnety_002.hf_in1k", pretrained=True)
+    assert str(e.value).startswith(f"facebook/regnet-y-002 could not be downloaded (Connection refused) and is not in "
+                                   f"the Hugging Face cache ({tmp_path}). Download it once with network access")
+    assert str(e.value).endswith(", or pass pretrained=<local path>.")  # the Python keyword, from Python
+
+
 def test_cached_snapshot_without_weights(hub_cache):
     hub_cache.add("facebook/regnet-y-002", {"config.json": "{}"})
     with pytest.raises(WeightsError, match="not in the Hugging Face cache.*the cached snapshot holds no weights file"):
@@ -90,7 +140,7 @@ def test_cached_snapshot_without_weights(hub_cache):
 
 def test_tag_errors_suggest():
     with pytest.raises(UnknownVariantError, match=r"unknown weight tag 'pycls_in1' for variant 'regnetx_002'; did you "
-                                                  r"mean regnetx_002\.'pycls_in1k'\?"):
+                                                  r"mean 'regnetx_002\.pycls_in1k'\?"):
         rz.create("regnetx_002.pycls_in1", pretrained=True)
     with pytest.raises(WeightsError, match="neither a weight tag of 'regnetx_002' nor an existing file.*did you mean "
                                            "tag 'pycls_in1k'"):
