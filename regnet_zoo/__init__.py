@@ -3,6 +3,10 @@
 Importing this package imports no framework; ``create`` imports the one it needs.
 """
 
+from . import import_guard
+
+import_guard.install()  # before anything can pull in triton: see import_guard.py (the TensorFlow segfault)
+
 from .api import create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
 from .errors import (
     FrameworkNotInstalledError,
