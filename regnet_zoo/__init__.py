@@ -7,7 +7,7 @@ from . import import_guard
 
 import_guard.install()  # before anything can pull in triton: see import_guard.py (the TensorFlow segfault)
 
-from .api import create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
+from .api import build_request, create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
 from .errors import (
     FrameworkNotInstalledError,
     PluginError,
@@ -47,6 +47,6 @@ __all__ = [
     "ArchPlan", "BlockPlan", "BuildRequest", "FeatureInfo", "FeatureInfoList", "Framework", "FrameworkInfo",
     "FrameworkNotInstalledError", "PluginError", "RegNetOutput", "RegNetZooError", "RegistryError", "StagePlan",
     "UnknownFrameworkError", "UnknownVariantError", "Variant", "WeightSource", "WeightTag", "WeightsError",
-    "create", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",
+    "build_request", "create", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",
     *_LAZY,
 ]

@@ -198,7 +198,8 @@ class RegNetBackbone(FeaturePyramidBackbone):
         self.se_ratio = se_ratio
         self.plan = plan
         # Untracked: Keras would turn the entries into TrackedDicts.
-        object.__setattr__(self, "feature_info", plan.feature_info(indices if indices is not None else (1, 2, 3, 4)))
+        object.__setattr__(self, "feature_info", plan.all_feature_info() if indices is None else
+                           plan.feature_info(indices))
         levels = range(len(infos)) if indices is None else indices
         self.pyramid_outputs = {infos[i].level: maps[i] for i in levels if indices is not None or i > 0}
         # All five maps (stem, s1..s4) in the user's layout, sharing this model's layers; deliberately not tracked
@@ -219,7 +220,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
         """
         shape = getattr(inputs, "shape", None)
         if shape is not None and not isinstance(inputs, (dict, list, tuple)):
-            self._input_guard.check_shape(tuple(shape))
+            self._input_guard.check_shape(tuple(shape), getattr(inputs, "dtype", "float32"))
 
     @classmethod
     def from_plan(cls, plan: ArchPlan, **kwargs) -> "RegNetBackbone":

@@ -364,8 +364,7 @@ def test_builder_applies_the_shared_weight_policy():
 
     state = random_state(SMALL)
     plan = rz.plan(SMALL)
-    req = BuildRequest(variant=rz.get_variant(SMALL), plan=plan, num_classes=10, features_only=False,
-                       out_indices=(1, 2, 3, 4), in_chans=3, weights=WeightSource(state, "test.safetensors", 1000))
+    req = rz.api.build_request(SMALL, "flax", num_classes=10, pretrained=WeightSource(state, "test.safetensors", 1000))
     with pytest.warns(UserWarning, match="re-initialised"):
         model = build(req)
     out = export_canonical(model)
@@ -373,9 +372,8 @@ def test_builder_applies_the_shared_weight_policy():
     assert out["head.fc.weight"].shape == (10, 368)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model = build(BuildRequest(variant=rz.get_variant(SMALL), plan=plan, num_classes=1000, features_only=False,
-                                   out_indices=(1, 2, 3, 4), in_chans=3,
-                                   weights=WeightSource(state, "w", 1000), options={"norm_eval": True}))
+        model = build(rz.api.build_request(SMALL, "flax", num_classes=1000, pretrained=WeightSource(state, "w", 1000),
+                                           norm_eval=True))
     assert all(bn.frozen for bn in batch_norms(model).values())
 
 
