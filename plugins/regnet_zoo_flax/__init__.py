@@ -28,7 +28,7 @@ class FlaxOptions:
     zero_init_last: bool = True
 
 
-_NOT_YET = "not implemented by the flax plugin yet (torch has it)"
+_NOT_YET = "not implemented by the flax plugin yet (torch and tf have it)"
 
 
 @hookimpl

@@ -28,9 +28,6 @@ class TfOptions:
     name: str | None = None
 
 
-_NOT_YET = "not implemented by the tf plugin yet (torch has it)"
-
-
 @hookimpl
 def register_frameworks(register):
     register(Framework(
@@ -43,8 +40,7 @@ def register_frameworks(register):
         exporter="regnet_zoo_tf.weights:export_canonical",
         install_hint="pip install 'regnet-zoo[tf]'",
         options=TfOptions,
-        unsupported={"drop_rate": _NOT_YET, "drop_path_rate": _NOT_YET,
-                     "abstract": "Keras allocates every weight when it builds a model; use framework='flax' or "
+        unsupported={"abstract": "Keras allocates every weight when it builds a model; use framework='flax' or "
                                  "'torch' with abstract=True for a shapes-only model"},
         limits={"norm": ("bn", "sync_bn"), "fast": (False, True)},
         description="keras.Model on the TensorFlow backend (NHWC; data_format='channels_first' for NCHW)",

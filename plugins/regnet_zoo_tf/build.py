@@ -102,9 +102,11 @@ def build(request: BuildRequest) -> keras.Model:
         sync_bn=shared.norm == "sync_bn" or _sync_bn(opts["sync_bn"]),
         grouped_conv=opts["grouped_conv"],
         dtype=shared.dtype,
+        drop_path_rate=shared.drop_path_rate,
         name=name if request.features_only else f"{name}_backbone",
     )
-    model = backbone if request.features_only else RegNetClassifier(backbone, request.num_classes, name=name)
+    model = backbone if request.features_only else RegNetClassifier(backbone, request.num_classes,
+                                                                    drop_rate=shared.drop_rate, name=name)
     model.jit_compile = resolve_jit(opts["jit_compile"])
     state = state_to_load(request)
     if state is not None:

@@ -23,9 +23,10 @@ class RegNetClassifier(keras.Model):
         backbone: a ``RegNetBackbone`` in its keras-hub form (``out_indices=None``); ``classifier.backbone`` is
             the object to hand to ``keras_hub.models.ImageClassifier`` or to fine-tune on its own.
         num_classes: classifier size; 0 returns the pooled features (B, C).
+        drop_rate: dropout on the pooled features before ``head.fc`` in training (timm's ``drop_rate``).
     """
 
-    def __init__(self, backbone: RegNetBackbone, num_classes: int = 1000, **kwargs):
+    def __init__(self, backbone: RegNetBackbone, num_classes: int = 1000, drop_rate: float = 0.0, **kwargs):
         if not isinstance(backbone, RegNetBackbone) or backbone.out_indices is not None:
             raise TypeError("RegNetClassifier needs a RegNetBackbone built with out_indices=None")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
@@ -34,7 +35,9 @@ class RegNetClassifier(keras.Model):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_classes = num_classes
+        self.drop_rate = float(drop_rate)
         dtype = backbone.dtype_policy
+        self.drop = keras.layers.Dropout(self.drop_rate, dtype=dtype, name="head.drop") if drop_rate else None
         self.pool = keras.layers.GlobalAveragePooling2D(data_format=backbone.data_format, dtype=dtype,
                                                         name="head.global_pool")
         self.fc = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
@@ -71,7 +74,7 @@ class RegNetClassifier(keras.Model):
         else:
             hidden, last = None, self.backbone(inputs, training=training)
         pooled = self.pool(last)
-        logits = self.fc(pooled) if self.fc is not None else None
+        logits = None if self.fc is None else self.fc(self.drop(pooled, training=training) if self.drop else pooled)
         if not output_hidden_states and labels is None:
             return logits if logits is not None else pooled
         loss = self.compute_hf_loss(labels, logits) if labels is not None else None
@@ -100,7 +103,7 @@ class RegNetClassifier(keras.Model):
     # --- serialisation ---------------------------------------------------------------------------------------
     def get_config(self):
         return {"backbone": keras.layers.serialize(self.backbone), "num_classes": self.num_classes,
-                "name": self.name, "trainable": self.trainable}
+                "drop_rate": self.drop_rate, "name": self.name, "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):

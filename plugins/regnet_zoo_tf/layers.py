@@ -139,6 +139,32 @@ class GroupedConv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class DropPath(keras.layers.Layer):
+    """timm's ``DropPath`` (stochastic depth): in training, zero a sample's residual branch with probability
+    ``rate`` and scale the kept ones by ``1 / (1 - rate)``; the identity in inference."""
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = tf.concat([tf.shape(x)[:1], tf.ones([len(x.shape) - 1], tf.int32)], axis=0)
+        mask = tf.floor(keep + keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype))
+        return x * mask / keep
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class InputGuard(keras.layers.Layer):
     """Checks an image batch against what the model expects and turns NCHW into NHWC for ``channels_first``.
 
