@@ -3,7 +3,11 @@
 Importing this package imports no framework; ``create`` imports the one it needs.
 """
 
-from .api import create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
+from . import import_guard
+
+import_guard.install()  # before anything can pull in triton: see import_guard.py (the TensorFlow segfault)
+
+from .api import build_request, create, feature_info, get_variant, list_frameworks, list_variants, plan, resolve
 from .errors import (
     ExportError,
     FrameworkNotInstalledError,
@@ -45,6 +49,6 @@ __all__ = [
     "ArchPlan", "BlockPlan", "BuildRequest", "ExportError", "ExportFormat", "ExportReport", "FeatureInfo", "FeatureInfoList", "Framework", "FrameworkInfo",
     "FrameworkNotInstalledError", "PluginError", "RegNetOutput", "RegNetZooError", "RegistryError", "StagePlan",
     "UnknownFrameworkError", "UnknownVariantError", "Variant", "WeightSource", "WeightTag", "WeightsError",
-    "Tolerance", "create", "export", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",
+    "Tolerance", "build_request", "create", "export", "feature_info", "get_variant", "hookimpl", "list_frameworks", "list_variants", "plan", "resolve",
     *_LAZY,
 ]

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 from .errors import FrameworkNotInstalledError, PluginError, WeightsError, describe, spell
 from .frameworks import BuildRequest, FrameworkInfo, WeightSource, import_object
 from .feature_info import FeatureInfoList, normalize_out_indices
+from .options import parse_options
 from .plan import ArchPlan, build_plan
 from .plugins import get_host
 from .registry import Resolved, close_matches
@@ -74,6 +75,8 @@ def _select_weights(res: Resolved, pretrained: Any) -> tuple[WeightTag | None, W
     variant = res.variant
     if pretrained is None or pretrained is False:
         return res.weight, None
+    if isinstance(pretrained, WeightSource):  # canonical weights already in memory
+        return res.weight, pretrained
     weight: WeightTag | None
     if pretrained is True:
         tag = res.tag or variant.default_tag
@@ -103,7 +106,36 @@ def _select_weights(res: Resolved, pretrained: Any) -> tuple[WeightTag | None, W
     return weight, source
 
 
-def create(
+def create(name: str, framework: str = "torch", **kwargs: Any):
+    """Build ``name`` (a variant, alias, hub id or ``name.tag``) as a model of ``framework``.
+
+    Keyword arguments are those of ``build_request``: ``pretrained``, ``num_classes``, ``features_only``,
+    ``out_indices``, ``in_chans`` and the options (shared: ``regnet_zoo.options.SharedOptions``; the framework's
+    own: ``Framework.options``).
+    """
+    fw, request = _request(name, framework, **kwargs)
+    builder = import_object(fw.builder, f"framework {fw.name!r} (plugin {fw.plugin!r}) builder")
+    return _labelled(builder(request), request)
+
+
+def _labelled(model: Any, request: BuildRequest) -> Any:
+    """``model`` with ``variant_name`` and ``weight_tag`` (the tag it was built for), which ``data_config(model)``
+    reads, unless its plugin set them."""
+    for attr, value in (("variant_name", request.variant.name), ("weight_tag", request.weight)):
+        if not hasattr(model, attr):
+            try:
+                setattr(model, attr, value)
+            except (AttributeError, TypeError):  # e.g. flax's linen (module, variables) tuple
+                pass
+    return model
+
+
+def build_request(name: str, framework: str = "torch", **kwargs: Any) -> BuildRequest:
+    """The validated ``BuildRequest`` ``create`` hands the framework's builder (nothing is built or imported)."""
+    return _request(name, framework, **kwargs)[1]
+
+
+def _request(
     name: str,
     framework: str = "torch",
     *,
@@ -113,13 +145,16 @@ def create(
     out_indices: Iterable[int] = (1, 2, 3, 4),
     in_chans: int = 3,
     **framework_kwargs: Any,
-):
-    """Build ``name`` (a variant, alias, hub id or ``name.tag``) as a model of ``framework``.
+) -> tuple[Any, BuildRequest]:
+    """Resolve and validate a ``create`` call into (framework record, ``BuildRequest``).
 
-    ``pretrained``: ``True`` (the tag in the name, else the variant's default tag), a tag, or a checkpoint path.
+    ``pretrained``: ``True`` (the tag in the name, else the variant's default tag), a tag, a checkpoint path, or a
+    ``WeightSource`` (canonical weights in memory).
     ``num_classes``: classifier size (0 = pooled features); defaults to the weights' head, else 1000.
     ``features_only``: return a backbone giving the maps at ``out_indices`` (0 = stem, 1..4 = s1..s4).
-    ``framework_kwargs`` go to the framework plugin, which rejects any it does not know.
+    ``framework_kwargs``: the options every framework shares (``regnet_zoo.options.SharedOptions``: drop_rate,
+    drop_path_rate, frozen_stages, norm_eval, norm, force, dtype, data_format, fast, abstract) and the framework's
+    own (``Framework.options``), validated here, before the framework is imported.
     """
     res = resolve(name)
     fw = get_host().framework(framework)
@@ -136,26 +171,18 @@ def create(
         raise TypeError(f"features_only must be a bool, got {describe(features_only)}")
     indices = normalize_out_indices(out_indices)
     _check_int(in_chans, "in_chans", 1)
+    plan_ = _plan_of(res.variant)
+    if features_only:  # timm's features_only: nothing after the deepest requested map is built
+        plan_ = plan_.truncated(max(indices))
+    shared, extras = parse_options(fw, framework_kwargs, num_stages=len(plan_.stages),
+                                   pretrained=pretrained is not None and pretrained is not False)
     weight, source = _select_weights(res, pretrained)
     if num_classes is None:
         num_classes = source.num_classes if source is not None else (
             weight.num_classes if weight is not None else DEFAULT_NUM_CLASSES)
     _check_int(num_classes, "num_classes", 0)
     request = BuildRequest(
-        variant=res.variant, plan=_plan_of(res.variant), num_classes=num_classes, features_only=features_only,
-        out_indices=indices, in_chans=in_chans, weight=weight, weights=source, options=dict(framework_kwargs),
+        variant=res.variant, plan=plan_, num_classes=num_classes, features_only=features_only,
+        out_indices=indices, in_chans=in_chans, weight=weight, weights=source, options=extras, shared=shared,
     )
-    builder = import_object(fw.builder, f"framework {fw.name!r} (plugin {fw.plugin!r}) builder")
-    return _labelled(builder(request), request)
-
-
-def _labelled(model: Any, request: BuildRequest) -> Any:
-    """``model`` with ``variant_name`` and ``weight_tag`` (the tag it was built for), which ``data_config(model)``
-    reads, unless its plugin set them."""
-    for attr, value in (("variant_name", request.variant.name), ("weight_tag", request.weight)):
-        if not hasattr(model, attr):
-            try:
-                setattr(model, attr, value)
-            except (AttributeError, TypeError):  # e.g. flax's linen (module, variables) tuple
-                pass
-    return model
+    return fw, request

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .errors import PluginError
+from .feature_info import FeatureInfoList
+from .options import SharedOptions
 from .plan import ArchPlan
 from .variant import Variant, WeightTag
 
@@ -22,6 +24,8 @@ class Framework:
     * ``builder(request: BuildRequest)`` returns the model;
     * ``runner(model, x)`` runs it in inference mode on ``x``, a float32 numpy batch in NCHW, and returns numpy:
       logits / pooled features (N, K) for a classifier, or the list of NCHW maps of a ``features_only`` model;
+      ``runner(model, x, labels=y)`` returns the loss (a float) by the host's rule (``regnet_zoo.contract``); the
+      batch's dtype is passed through, so the model applies the input contract to it;
     * ``loader(model, state, strict=True)`` loads canonical (timm-named) numpy weights into a built model; strict
       loading lists every missing, unexpected and mis-shaped key in one ``WeightsError``;
     * ``exporter(model)`` returns its weights as a canonical dict of numpy arrays (bit-exact round trip);
@@ -29,6 +33,10 @@ class Framework:
 
     ``layout`` is the layout its models take and return when built with default options (``NCHW`` or ``NHWC``);
     the runner speaks NCHW whatever it is, and ``regnet-zoo features`` shows shapes in this one.
+
+    Options (``regnet_zoo.options``): the host validates the shared ones; ``options`` is the dataclass of the
+    framework's own extras (pure Python, importable without the framework); ``unsupported`` maps a shared option
+    the framework cannot honour to the reason, ``limits`` a shared option to the values it accepts.
     """
 
     name: str
@@ -42,6 +50,9 @@ class Framework:
     exporter: str | None = None
     blocks: tuple[str, ...] = ("x", "y")  # block types it can build
     formats: tuple["ExportFormat", ...] = ()
+    options: type | None = None  # dataclass of the framework's own options
+    unsupported: Mapping[str, str] = field(default_factory=dict)  # shared option -> why it cannot be honoured
+    limits: Mapping[str, tuple] = field(default_factory=dict)  # shared option -> the values it accepts
     description: str = ""
     plugin: str = ""  # filled in by the host
 
@@ -104,7 +115,12 @@ class WeightSource:
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """Everything a framework builder needs, validated by the host."""
+    """Everything a framework builder needs, validated by the host.
+
+    For ``features_only``, ``plan`` is already truncated after the deepest requested stage (and the weights
+    pruned to it); ``shared`` are the validated shared options, ``options`` the framework's extras (defaults
+    filled in).
+    """
 
     variant: Variant
     plan: ArchPlan
@@ -115,6 +131,12 @@ class BuildRequest:
     weight: WeightTag | None = None
     weights: WeightSource | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    shared: SharedOptions = field(default_factory=SharedOptions)
+
+    @property
+    def feature_info(self) -> FeatureInfoList:
+        """What the model's ``feature_info`` is: the returned maps (features_only) or all five (stem, s1..s4)."""
+        return self.plan.feature_info(self.out_indices) if self.features_only else self.plan.all_feature_info()
 
 
 def import_object(spec: str, what: str) -> Callable:

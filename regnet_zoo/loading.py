@@ -35,6 +35,9 @@ def state_to_load(request: BuildRequest) -> Mapping[str, Any] | None:
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
     elif has_head and (request.features_only or request.num_classes == 0):
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    if request.features_only:  # the plan stops at the deepest requested stage: so do the weights
+        built = {"stem", *(s.name for s in request.plan.stages)}
+        state = {k: v for k, v in state.items() if k.split(".", 1)[0] in built}
     expected = expected_shapes(request)
     if "head.fc.weight" in expected and "head.fc.weight" not in state:
         expected = {k: v for k, v in expected.items() if not k.startswith("head.")}

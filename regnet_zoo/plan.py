@@ -12,7 +12,7 @@ Conventions (timm's ``RegNet`` and HF's ``RegNetModel`` agree on all of them):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from . import complexity
@@ -103,6 +103,16 @@ class ArchPlan:
 
     def complexity(self, resolution: int = 224, num_classes: int = 1000, in_chans: int = 3) -> "complexity.Complexity":
         return complexity.count(self, resolution, num_classes, in_chans)
+
+    def drop_path_rates(self, rate: float) -> dict[str, float]:
+        """timm's stochastic-depth schedule: block name -> rate, linear from 0 to ``rate`` over all blocks."""
+        names = [b.name for s in self.stages for b in s.blocks]
+        last = max(len(names) - 1, 1)
+        return {name: rate * i / last for i, name in enumerate(names)}
+
+    def truncated(self, num_stages: int) -> "ArchPlan":
+        """The plan up to stage ``num_stages`` (what a ``features_only`` model whose deepest index it is builds)."""
+        return self if num_stages >= len(self.stages) else replace(self, stages=self.stages[:max(num_stages, 0)])
 
     @property
     def min_input_size(self) -> int:

@@ -77,8 +77,8 @@ class Ops:
     def export(self, model) -> dict[str, np.ndarray]:
         return self._export(model)
 
-    def run(self, model, x: np.ndarray):
-        return self._run(model, x)
+    def run(self, model, x: np.ndarray, labels: np.ndarray | None = None):
+        return self._run(model, x) if labels is None else self._run(model, x, labels=labels)
 
 
 @functools.lru_cache(maxsize=4)

@@ -149,7 +149,7 @@ def test_create_errors(toy_host, tmp_path):
         rz.create("regnety_040", framework="ghost")
     assert str(e.value) == ("framework 'ghost' needs definitely_not_installed_xyz, which is not installed; install "
                             "it with: pip install 'regnet-zoo[ghost]'")
-    with pytest.raises(TypeError, match=r"unknown toy options: \['colour'\]"):
+    with pytest.raises(TypeError, match=r"unknown option for framework 'toy': 'colour'; accepted: drop_rate, "):
         rz.create("regnety_040", framework="toy", colour="red")
     with pytest.raises(ValueError, match="num_classes must be an int >= 0, got -1"):
         rz.create("regnety_040", framework="toy", num_classes=-1)

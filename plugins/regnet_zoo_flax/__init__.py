@@ -1,6 +1,34 @@
 """regnet-zoo plugin: RegNet X/Y as Flax NNX modules (and a linen form) on JAX. Registers only."""
 
+from dataclasses import dataclass
+from typing import Any
+
 from regnet_zoo import ExportFormat, Framework, hookimpl
+
+
+@dataclass(frozen=True)
+class FlaxOptions:
+    """The flax framework's own options (the shared ones are ``regnet_zoo.options.SharedOptions``).
+
+    * ``api``: ``"nnx"`` (a ``flax.nnx.Module``) or ``"linen"`` (a ``(flax.linen.Module, variables)`` pair).
+    * ``axis_name``: mapped axis name to average BN statistics over (pmap / shard_map), or None.
+    * ``conv_impl``: grouped 3x3 conv: ``"auto"`` (measured per shape and mode), one of ``ops.CONV_IMPLS``, or
+      ``{block name: impl}`` (e.g. from ``regnet_zoo_flax.grouped_conv.tune``).
+    * ``seed``: int seed of the random initialisation.
+    * ``zero_init_last``: zero the last BN scale of each block at random init, as timm does.
+
+    Shared ``dtype`` is the compute dtype (None / 'float32', 'bfloat16', 'float16'; parameters stay float32), or
+    'float64' for numerical checks (needs jax_enable_x64).
+    """
+
+    api: str = "nnx"
+    axis_name: Any = None
+    conv_impl: Any = "auto"
+    seed: int = 0
+    zero_init_last: bool = True
+
+
+_NOT_YET = "not implemented by the flax plugin yet (torch and tf have it)"
 
 
 @hookimpl
@@ -19,5 +47,10 @@ def register_frameworks(register):
             ExportFormat("stablehlo", "regnet_zoo_flax.export:write_stablehlo", suffix=".stablehlo",
                          description="jax.export (StableHLO) with a symbolic batch; runs with JAX alone"),
         ),
+        options=FlaxOptions,
+        unsupported={"drop_rate": _NOT_YET, "drop_path_rate": _NOT_YET,
+                     "fast": "the flax model has no separate fast path: model.predict(x) is already one jitted "
+                             "inference function"},
+        limits={"global_pool": ("avg",), "norm": ("bn",)},
         description="flax.nnx.Module (api='linen' for a flax.linen.Module + variables), NHWC",
     ))

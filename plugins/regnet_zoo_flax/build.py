@@ -29,6 +29,7 @@ from regnet_zoo.pretrained_cfg import pretrained_cfg
 
 from .config import NetConfig, make_config
 from .linen_model import RegNetLinen
+from .ops import check_input
 from .nnx_model import RegNet
 from .weights import expected_shapes, init_canonical, load_canonical, set_canonical
 
@@ -49,6 +50,7 @@ class LinenModel(NamedTuple):
 
     def predict(self, x, *, output_hidden_states: bool = False):
         """Jitted inference (running BN statistics)."""
+        check_input(x, self.config.in_chans, self.config.channels_first)  # before jit turns int64 into int32
         return _linen_predict_fn(self.module, output_hidden_states)(self.variables, x)
 
 
@@ -59,9 +61,7 @@ def _linen_predict_fn(module: RegNetLinen, output_hidden_states: bool):
 
 def build(request: BuildRequest):
     """Builder hook: a RegNet NNX module (or linen pair) for ``request``, with ``request.weights`` loaded."""
-    config, opts = make_config(request.plan, num_classes=request.num_classes, features_only=request.features_only,
-                               out_indices=request.out_indices, in_chans=request.in_chans, options=request.options,
-                               pretrained=request.weights is not None)
+    config, opts = make_config(request)
     state = state_to_load(request)
     if opts["api"] == "linen":
         return build_linen(config, state, seed=opts["seed"], abstract=opts["abstract"])
@@ -109,12 +109,15 @@ def _as_dicts(tree):
     return tree
 
 
-def run(model, x: np.ndarray):
-    """Runner hook: inference on an NCHW float32 numpy batch; logits (N, K) or a list of NCHW maps, as numpy."""
+def run(model, x: np.ndarray, labels: np.ndarray | None = None):
+    """Runner hook: inference on an NCHW float32 numpy batch; logits (N, K) or a list of NCHW maps, as numpy; with
+    ``labels`` (NNX models), the loss (a float) in inference mode."""
     config: NetConfig = model.config
-    x = np.asarray(x, np.float32)
+    x = np.asarray(x)
     if not config.channels_first:
         x = np.transpose(x, (0, 2, 3, 1))
+    if labels is not None:
+        return float(model(jnp.asarray(x), labels=jnp.asarray(labels)).loss)
     out = model.predict(x)
     if config.features_only:
         maps = [np.asarray(m, np.float32) for m in out]

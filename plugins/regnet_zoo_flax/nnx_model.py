@@ -261,6 +261,7 @@ class RegNet(Module):
         The traversal of the module graph is cached until any module attribute is assigned again (then it is
         redone, a few ms for regnet_040); variable values are read on every call.
         """
+        ops.check_input(x, self.config.in_chans, self.config.channels_first)  # before jit turns int64 into int32
         cache = _PREDICT_CACHE.setdefault(self, {})
         version, fn = cache.get(output_hidden_states, (None, None))
         if version == _STRUCTURE[0]:

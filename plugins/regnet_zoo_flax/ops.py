@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from regnet_zoo.contract import check_image_batch, loss_kind
+
 # How a grouped 3x3 conv is expressed (see grouped_conv.py for the measurements behind the default choice).
 CONV_IMPLS = ("xla", "split", "loop")
 
@@ -136,44 +138,22 @@ def global_pool(x: jax.Array) -> jax.Array:
 
 
 def loss_from_labels(logits: jax.Array, labels) -> jax.Array:
-    """HF's rule: MSE for a single output, else cross-entropy (integer labels, or class probabilities (N, K))."""
+    """HF's loss by the host's rule (``regnet_zoo.contract.loss_kind``): MSE for one output, cross-entropy for
+    integer class indices, BCE-with-logits for float multi-hot labels."""
     logits = logits.astype(acc_dtype(logits.dtype))
     labels = jnp.asarray(labels)
-    if logits.shape[-1] == 1:
+    kind = loss_kind(logits.shape, labels.shape, labels.dtype)
+    if kind == "mse":
         return jnp.mean(jnp.square(logits.reshape(-1) - labels.reshape(-1).astype(logits.dtype)))
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    if jnp.issubdtype(labels.dtype, jnp.integer):
-        if labels.shape != logits.shape[:1]:
-            raise ValueError(f"integer labels must have shape (batch,) = {logits.shape[:1]}, got {labels.shape}")
+    if kind == "cross_entropy":
+        logp = jax.nn.log_softmax(logits, axis=-1)
         return -jnp.mean(jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1))
-    if labels.shape != logits.shape:
-        raise ValueError(f"probability labels must have the logits' shape {logits.shape}, got {labels.shape}; pass "
-                         f"integer class ids of shape (batch,) for hard labels")
-    return -jnp.mean(jnp.sum(labels.astype(logits.dtype) * logp, axis=-1))
+    y = labels.astype(logits.dtype)  # BCE with logits, stable form: max(x, 0) - x * y + log(1 + exp(-|x|))
+    return jnp.mean(jnp.maximum(logits, 0) - logits * y + jnp.log1p(jnp.exp(-jnp.abs(logits))))
 
 
 def check_input(x, in_chans: int, channels_first: bool) -> None:
-    """Raise a ValueError that says what to do for a batch of the wrong rank, layout, channels, size or dtype.
-
-    Runs on shapes only, so it raises before (or while) tracing, never inside compiled code.
-    """
-    shape: Sequence[int] = tuple(getattr(x, "shape", ()))
-    layout = "NCHW (data_format='channels_first')" if channels_first else "NHWC (data_format='channels_last')"
-    if len(shape) != 4:
-        hint = " (add a batch axis: x[None])" if len(shape) == 3 else ""
-        raise ValueError(f"expected a 4-D image batch in {layout}, got shape {shape}{hint}")
-    c_axis, other = (1, 3) if channels_first else (3, 1)
-    if shape[c_axis] != in_chans:
-        if shape[other] == in_chans:
-            fix = ("data_format='channels_last'" if channels_first else "data_format='channels_first'")
-            raise ValueError(f"input {shape} looks like the other layout: the model expects {layout} with "
-                             f"{in_chans} channels on axis {c_axis}; transpose it or build the model with {fix}")
-        raise ValueError(f"input has {shape[c_axis]} channels on axis {c_axis}, the model expects {in_chans} "
-                         f"({layout}); build with in_chans={shape[c_axis]} or fix the input")
-    spatial = (shape[2], shape[3]) if channels_first else (shape[1], shape[2])
-    if shape[0] < 1 or min(spatial) < 1:
-        raise ValueError(f"input {shape} is empty; expected batch >= 1 and height, width >= 1")
-    dtype = getattr(x, "dtype", None)
-    if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"input dtype {dtype} is not floating point; convert images to float (and normalise "
-                         f"them) before calling the model, e.g. x.astype('float32') / 255")
+    """The host's input contract (``regnet_zoo.contract``) on shapes and dtype only, so it raises before (or
+    while) tracing, never inside compiled code."""
+    check_image_batch(tuple(getattr(x, "shape", ())), getattr(x, "dtype", "float32"), in_chans=in_chans,
+                      channels_first=channels_first)

@@ -23,7 +23,7 @@ from regnet_zoo.feature_info import normalize_out_indices
 from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan, StagePlan
 
 from ._tf import keras
-from .layers import GROUPED_CONV_IMPLS, PACKAGE, BatchNorm, GroupedConv2D, InputGuard
+from .layers import GROUPED_CONV_IMPLS, PACKAGE, BatchNorm, DropPath, GroupedConv2D, InputGuard
 
 DATA_FORMATS = ("channels_last", "channels_first")
 
@@ -77,8 +77,9 @@ class _Builder:
     untrained model behaves like timm's and trains from scratch the same way.
     """
 
-    def __init__(self, dtype, norm_eval: bool, sync_bn: bool, grouped_conv: str):
+    def __init__(self, dtype, norm_eval: bool, sync_bn: bool, grouped_conv: str, drop_path_rates=None):
         self.dtype, self.norm_eval, self.sync_bn, self.grouped_conv = dtype, norm_eval, sync_bn, grouped_conv
+        self.drop_path_rates = drop_path_rates or {}
 
     def bn(self, x, name, zero_init=False):
         return BatchNorm(norm_eval=self.norm_eval, synchronized=self.sync_bn, dtype=self.dtype, name=name,
@@ -111,6 +112,8 @@ class _Builder:
         if b.se_width:
             y = self.squeeze_excite(y, f"{p}.se", b.bottleneck_width, b.se_width)
         y = self.conv_bn(y, f"{p}.conv3", b.out_width, act=False, zero_init=True)
+        if self.drop_path_rates.get(p):
+            y = DropPath(self.drop_path_rates[p], dtype=self.dtype, name=f"{p}.drop_path")(y)
         shortcut = self.conv_bn(x, f"{p}.downsample", b.out_width, 1, b.stride, act=False) if b.shortcut_conv else x
         y = keras.layers.Add(dtype=self.dtype, name=f"{p}.add")([y, shortcut])
         return keras.layers.ReLU(dtype=self.dtype, name=f"{p}.act")(y)
@@ -143,13 +146,14 @@ class RegNetBackbone(FeaturePyramidBackbone):
         norm_eval: every BN in inference mode, even when training (its affine parameters still train).
         sync_bn: BN statistics all-reduced across the replicas of a ``tf.distribute`` strategy.
         grouped_conv: how grouped 3x3 convs run: ``"auto"``, ``"grouped"`` or ``"split"`` (same weights).
+        drop_path_rate: stochastic depth on each block's residual branch, linear from 0 to this rate (timm).
         variant, se_ratio: metadata (the registry name and SE ratio the lists came from).
     """
 
     def __init__(self, stem_width, stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths,
                  out_indices=None, image_shape=(None, None, 3), data_format="channels_last", frozen_stages=-1,
                  norm_eval=False, sync_bn=False, grouped_conv="auto", variant="regnet", se_ratio=0.0, dtype=None,
-                 **kwargs):
+                 drop_path_rate=0.0, **kwargs):
         plan = plan_from_config(stem_width, stackwise_widths, stackwise_depths, stackwise_groups,
                                 stackwise_se_widths, variant, se_ratio)
         if data_format not in DATA_FORMATS:
@@ -170,7 +174,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
         images = keras.Input(shape=image_shape, name="images")
         guard = InputGuard(channels, data_format, MIN_INPUT_SIZE, variant, dtype=dtype, name="input_guard")
         guard.check_shape((None, *image_shape))
-        builder = _Builder(dtype, bool(norm_eval), bool(sync_bn), grouped_conv)
+        builder = _Builder(dtype, bool(norm_eval), bool(sync_bn), grouped_conv, plan.drop_path_rates(drop_path_rate))
         nhwc = builder.trunk(guard(images), plan)
         infos = plan.all_feature_info()
         if data_format == "channels_first":
@@ -196,9 +200,11 @@ class RegNetBackbone(FeaturePyramidBackbone):
         self.grouped_conv = grouped_conv
         self.variant = variant
         self.se_ratio = se_ratio
+        self.drop_path_rate = float(drop_path_rate)
         self.plan = plan
         # Untracked: Keras would turn the entries into TrackedDicts.
-        object.__setattr__(self, "feature_info", plan.feature_info(indices if indices is not None else (1, 2, 3, 4)))
+        object.__setattr__(self, "feature_info", plan.all_feature_info() if indices is None else
+                           plan.feature_info(indices))
         levels = range(len(infos)) if indices is None else indices
         self.pyramid_outputs = {infos[i].level: maps[i] for i in levels if indices is not None or i > 0}
         # All five maps (stem, s1..s4) in the user's layout, sharing this model's layers; deliberately not tracked
@@ -219,7 +225,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
         """
         shape = getattr(inputs, "shape", None)
         if shape is not None and not isinstance(inputs, (dict, list, tuple)):
-            self._input_guard.check_shape(tuple(shape))
+            self._input_guard.check_shape(tuple(shape), getattr(inputs, "dtype", "float32"))
 
     @classmethod
     def from_plan(cls, plan: ArchPlan, **kwargs) -> "RegNetBackbone":
@@ -267,6 +273,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
             "grouped_conv": self.grouped_conv,
             "variant": self.variant,
             "se_ratio": self.se_ratio,
+            "drop_path_rate": self.drop_path_rate,
         })
         return config
 

@@ -7,6 +7,7 @@ as for any Keras model; ``model(x, output_hidden_states=True)`` and ``model(x, l
 
 from __future__ import annotations
 
+from regnet_zoo.contract import loss_kind
 from regnet_zoo.outputs import RegNetOutput
 
 from ._tf import keras, tf
@@ -22,9 +23,10 @@ class RegNetClassifier(keras.Model):
         backbone: a ``RegNetBackbone`` in its keras-hub form (``out_indices=None``); ``classifier.backbone`` is
             the object to hand to ``keras_hub.models.ImageClassifier`` or to fine-tune on its own.
         num_classes: classifier size; 0 returns the pooled features (B, C).
+        drop_rate: dropout on the pooled features before ``head.fc`` in training (timm's ``drop_rate``).
     """
 
-    def __init__(self, backbone: RegNetBackbone, num_classes: int = 1000, **kwargs):
+    def __init__(self, backbone: RegNetBackbone, num_classes: int = 1000, drop_rate: float = 0.0, **kwargs):
         if not isinstance(backbone, RegNetBackbone) or backbone.out_indices is not None:
             raise TypeError("RegNetClassifier needs a RegNetBackbone built with out_indices=None")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
@@ -33,7 +35,9 @@ class RegNetClassifier(keras.Model):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_classes = num_classes
+        self.drop_rate = float(drop_rate)
         dtype = backbone.dtype_policy
+        self.drop = keras.layers.Dropout(self.drop_rate, dtype=dtype, name="head.drop") if drop_rate else None
         self.pool = keras.layers.GlobalAveragePooling2D(data_format=backbone.data_format, dtype=dtype,
                                                         name="head.global_pool")
         self.fc = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
@@ -53,11 +57,14 @@ class RegNetClassifier(keras.Model):
 
     @property
     def feature_info(self):
-        return self.backbone.feature_info
+        return self.plan.all_feature_info()
 
     # --- forward ---------------------------------------------------------------------------------------------
     def __call__(self, inputs, *args, **kwargs):
         self.backbone.check_input(inputs)
+        labels = kwargs.get("labels")
+        if labels is not None and self.num_classes and hasattr(labels, "shape") and hasattr(inputs, "shape"):
+            loss_kind((inputs.shape[0], self.num_classes), tuple(labels.shape), labels.dtype)  # before Keras wraps it
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, training=None, output_hidden_states=False, labels=None):
@@ -67,7 +74,7 @@ class RegNetClassifier(keras.Model):
         else:
             hidden, last = None, self.backbone(inputs, training=training)
         pooled = self.pool(last)
-        logits = self.fc(pooled) if self.fc is not None else None
+        logits = None if self.fc is None else self.fc(self.drop(pooled, training=training) if self.drop else pooled)
         if not output_hidden_states and labels is None:
             return logits if logits is not None else pooled
         loss = self.compute_hf_loss(labels, logits) if labels is not None else None
@@ -75,18 +82,20 @@ class RegNetClassifier(keras.Model):
                             hidden_states=hidden if output_hidden_states else None, loss=loss)
 
     def compute_hf_loss(self, labels, logits):
-        """Mean cross-entropy over integer labels (MSE when ``num_classes == 1``), as HF computes it."""
+        """HF's loss by the host's rule (``regnet_zoo.contract.loss_kind``): MSE for one output, cross-entropy for
+        integer class indices, BCE-with-logits for float multi-hot labels."""
         if logits is None:
             raise ValueError("labels= needs a classifier head; this model was built with num_classes=0")
         logits = tf.cast(logits, "float32")
-        if self.num_classes == 1:
-            labels = tf.reshape(tf.cast(labels, logits.dtype), (-1,))
-            return tf.reduce_mean(tf.square(tf.reshape(logits, (-1,)) - labels))
         labels = tf.convert_to_tensor(labels)
-        if labels.dtype.is_floating:
-            raise TypeError(f"labels must be integer class ids in 0..{self.num_classes - 1}, got {labels.dtype.name}")
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(labels, (-1,)),
-                                                                             logits=logits))
+        kind = loss_kind(tuple(logits.shape), tuple(labels.shape), labels.dtype)
+        if kind == "mse":
+            return tf.reduce_mean(tf.square(tf.reshape(logits, (-1,)) - tf.reshape(tf.cast(labels, "float32"), (-1,))))
+        if kind == "cross_entropy":
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, "int64"),
+                                                                                 logits=logits))
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(labels, "float32"),
+                                                                      logits=logits))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes or self.plan.num_features)
@@ -94,7 +103,7 @@ class RegNetClassifier(keras.Model):
     # --- serialisation ---------------------------------------------------------------------------------------
     def get_config(self):
         return {"backbone": keras.layers.serialize(self.backbone), "num_classes": self.num_classes,
-                "name": self.name, "trainable": self.trainable}
+                "drop_rate": self.drop_rate, "name": self.name, "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):

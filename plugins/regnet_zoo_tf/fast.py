@@ -48,7 +48,8 @@ class FrozenRegNet(tf.Module):
             in_chans
         # plain attributes, kept out of TensorFlow's object tracking (nothing in them is a variable)
         object.__setattr__(self, "plan", plan)
-        object.__setattr__(self, "feature_info", None if out_indices is None else tuple(plan.feature_info(out_indices)))
+        object.__setattr__(self, "feature_info", plan.all_feature_info() if out_indices is None else
+                           plan.feature_info(out_indices))
         object.__setattr__(self, "_guard", InputGuard(in_chans, data_format, MIN_INPUT_SIZE, plan.name))
         object.__setattr__(self, "_consts", self._folded(state))
         shape = (None, in_chans, None, None) if data_format == "channels_first" else (None, None, None, in_chans)
@@ -105,8 +106,8 @@ class FrozenRegNet(tf.Module):
 
     def __call__(self, images):
         """Logits (N, K), pooled features (N, C) or the list of feature maps, for a float image batch."""
+        self._guard.check_shape(tuple(images.shape), getattr(images, "dtype", "float32"))
         images = tf.convert_to_tensor(images, tf.float32)
-        self._guard.check_shape(tuple(images.shape))
         return self.serve(images)
 
 

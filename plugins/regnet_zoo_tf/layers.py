@@ -5,6 +5,7 @@ All are registered serializable under the ``regnet_zoo`` package, so saved model
 
 from __future__ import annotations
 
+from regnet_zoo.contract import check_image_batch
 from regnet_zoo.plan import MIN_INPUT_SIZE
 
 from ._tf import keras, tf
@@ -138,6 +139,32 @@ class GroupedConv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class DropPath(keras.layers.Layer):
+    """timm's ``DropPath`` (stochastic depth): in training, zero a sample's residual branch with probability
+    ``rate`` and scale the kept ones by ``1 / (1 - rate)``; the identity in inference."""
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = tf.concat([tf.shape(x)[:1], tf.ones([len(x.shape) - 1], tf.int32)], axis=0)
+        mask = tf.floor(keep + keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype))
+        return x * mask / keep
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class InputGuard(keras.layers.Layer):
     """Checks an image batch against what the model expects and turns NCHW into NHWC for ``channels_first``.
 
@@ -152,34 +179,10 @@ class InputGuard(keras.layers.Layer):
         self.min_size = int(min_size)
         self.model_name = model_name
 
-    def _layout(self) -> str:
-        return "NCHW (batch, channels, height, width)" if self.data_format == "channels_first" else \
-            "NHWC (batch, height, width, channels)"
-
-    def check_shape(self, shape) -> None:
-        """Raise ``ValueError`` when a (possibly partly unknown) shape cannot be a valid batch."""
-        shape = tuple(shape)
-        c = self.channels
-        what = f"{self.model_name} expects {self._layout()} images with {c} channel{'s' if c != 1 else ''}"
-        if len(shape) != 4:
-            hint = " (add a batch axis, e.g. x[None])" if len(shape) == 3 else ""
-            raise ValueError(f"{what}: got a rank-{len(shape)} input of shape {shape}{hint}")
-        first = self.data_format == "channels_first"
-        ch, spatial = (shape[1], shape[2:]) if first else (shape[3], shape[1:3])
-        if ch is not None and ch != c:
-            other = shape[3] if first else shape[1]
-            if other == c:
-                fix = ("it looks like NHWC: build the model with data_format='channels_last' (the default) or "
-                       "transpose with tf.transpose(x, (0, 3, 1, 2))") if first else \
-                      ("it looks like NCHW: build the model with data_format='channels_first' or transpose with "
-                       "tf.transpose(x, (0, 2, 3, 1))")
-            else:
-                fix = f"build the model with in_chans={ch} to accept {ch}-channel images"
-            raise ValueError(f"{what}: got shape {shape}, {ch} channels on the channel axis; {fix}")
-        small = [s for s in spatial if s is not None and s < self.min_size]
-        if small:
-            raise ValueError(f"{what}: got shape {shape}; height and width must be at least {self.min_size} pixels "
-                             f"(total stride 32); resize or pad the images")
+    def check_shape(self, shape, dtype="float32") -> None:
+        """The host's input contract (``regnet_zoo.contract``) on a (possibly partly unknown) shape and dtype."""
+        check_image_batch(tuple(shape), dtype, in_chans=self.channels,
+                          channels_first=self.data_format == "channels_first", min_size=self.min_size)
 
     def call(self, inputs):
         self.check_shape(inputs.shape)

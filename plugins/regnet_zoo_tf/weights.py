@@ -26,7 +26,7 @@ from ._tf import keras
 from .backbone import RegNetBackbone
 from .classifier import RegNetClassifier
 from .fast import FrozenRegNet
-from .layers import BatchNorm
+from .layers import BatchNorm, DropPath
 
 _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))
 
@@ -87,7 +87,7 @@ def slots(model) -> dict[str, Slot]:
             out[f"{name}.weight"] = Slot(k, _conv_to_keras, _conv_to_canonical, shape)
             if layer.use_bias:
                 out[f"{name}.bias"] = Slot(layer.bias, _same, _same, tuple(layer.bias.shape))
-        elif layer.weights:
+        elif layer.weights and not isinstance(layer, DropPath):  # DropPath holds only its RNG state
             raise AssertionError(f"layer {name} has weights without a canonical name")
     if isinstance(model, RegNetClassifier) and model.fc is not None:
         k, b = model.fc.kernel, model.fc.bias

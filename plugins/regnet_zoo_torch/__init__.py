@@ -1,8 +1,20 @@
 """regnet-zoo plugin: RegNet X/Y on PyTorch + timm. Registers only; torch is imported on first build."""
 
+from dataclasses import dataclass
+from typing import Any
+
 from regnet_zoo import ExportFormat, Framework, hookimpl
 
 EXPORT_HINT = "pip install 'regnet-zoo[export]'"
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """The torch framework's own options (the shared ones are ``regnet_zoo.options.SharedOptions``)."""
+
+    device: Any = None  # torch.device or str; abstract=True is device="meta" (shapes only, no storage)
+    feature_cls: Any = None  # features_only form (timm): None / "list" / "getter": RegNetFeatures; "fx": timm's
+    # FeatureGraphNet (torchvision FX extraction of the backbone, state_dict names prefixed "graph_module.")
 
 
 @hookimpl
@@ -23,5 +35,7 @@ def register_frameworks(register):
             ExportFormat("torch_export", "regnet_zoo_torch.export:write_torch_export", suffix=".pt2",
                          description="torch.export ExportedProgram (torch.export.save / load)"),
         ),
+        options=TorchOptions,
+        limits={"data_format": (None, "channels_first")},
         description="torch.nn.Module built from timm's RegNet blocks (NCHW)",
     ))

@@ -74,10 +74,7 @@ def convert_norm(model: nn.Module, norm: str) -> nn.Module:
 
 def freeze_stages(model: nn.Module, frozen_stages: int) -> None:
     """Freeze the stem (``frozen_stages >= 0``) and stages s1..s{frozen_stages}: no gradients, BN in inference mode."""
-    names = ("stem",) + tuple(getattr(model, "stage_names", ()))
-    if not -1 <= frozen_stages < len(names):
-        raise ValueError(f"frozen_stages must be -1 (none), 0 (stem) or 1..{len(names) - 1} (stem and s1..sk) for "
-                         f"this model, got {frozen_stages}")
+    names = ("stem",) + tuple(getattr(model, "stage_names", ()))  # the range is checked by the host (options.py)
     for name in names[:frozen_stages + 1]:
         part = getattr(model, name)
         part.requires_grad_(False)

@@ -15,6 +15,7 @@ from timm.models._features import feature_take_indices
 from timm.models.regnet import Bottleneck, RegStage
 from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
+from regnet_zoo.contract import check_image_batch
 from regnet_zoo.feature_info import FeatureInfoList
 from regnet_zoo.plan import ArchPlan
 
@@ -68,20 +69,7 @@ def check_input(x, in_chans: int, min_size: int) -> None:
     """Refuse a batch the network cannot take, saying what was expected (eager mode; see ``tracing``)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor batch of shape (N, {in_chans}, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        hint = "; add a batch dimension with x.unsqueeze(0)" if x.dim() == 3 else ""
-        raise ValueError(f"expected a 4-D NCHW batch (N, {in_chans}, H, W), got a {x.dim()}-D tensor of shape "
-                         f"{tuple(x.shape)}{hint}")
-    if x.shape[1] != in_chans:
-        hint = "; it looks channels-last (NHWC): pass x.permute(0, 3, 1, 2)" if x.shape[-1] == in_chans else ""
-        raise ValueError(f"expected {in_chans} input channels in dim 1 of the NCHW batch (N, {in_chans}, H, W), got "
-                         f"shape {tuple(x.shape)}{hint}")
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point batch (float32, bfloat16 or float16), got {x.dtype}; convert "
-                        f"images with x.float() / 255 and normalise them with the weight tag's mean and std")
-    if x.shape[2] < min_size or x.shape[3] < min_size:
-        raise ValueError(f"input of {x.shape[2]}x{x.shape[3]} pixels is too small: the five stride-2 layers need "
-                         f"height and width >= {min_size}, got shape {tuple(x.shape)}")
+    check_image_batch(tuple(x.shape), x.dtype, in_chans=in_chans, channels_first=True, min_size=min_size)
 
 
 class RegNetTrunk(nn.Module):
@@ -118,10 +106,14 @@ class RegNetTrunk(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict:
         return dict(stem=r"^stem", blocks=r"^s(\d+)" if coarse else r"^s(\d+)\.b(\d+)")
 
-    def check_input(self, x) -> None:
-        """The model's input rules in eager mode; a no-op while a graph is captured (``tracing``)."""
-        if not tracing():
-            check_input(x, self.in_chans, self.min_input_size)
+    def check_input(self, x) -> torch.Tensor:
+        """Apply the host's input contract in eager mode and return ``x`` in the model's dtype (a float64 batch as
+        float32); a no-op while a graph is captured (``tracing``)."""
+        if tracing():
+            return x
+        check_input(x, self.in_chans, self.min_input_size)
+        dtype = self.stem.conv.weight.dtype
+        return x if x.dtype == dtype else x.to(dtype)
 
     def optimize_for_inference(self, precision: str = "fp32", *, compile: bool = True, channels_last: bool = True):
         """An inference-only copy: BN folded into convs, channels-last, ``torch.compile``; ``"bf16"`` for AMX / GPU."""
@@ -234,7 +226,7 @@ class RegNet(RegNetTrunk):
         # model is timm's plain forward, x -> logits (or pooled features), and ignores the other arguments
         if not torch.jit.is_scripting():
             if not is_fx_symbolic_tracing():
-                self.check_input(x)
+                x = self.check_input(x)
                 if labels is not None or output_hidden_states or return_dict:
                     return self.forward_output(x, labels, output_hidden_states)
         return self.forward_head(self.forward_features(x))
@@ -285,7 +277,7 @@ class RegNetFeatures(RegNetTrunk):
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         if not torch.jit.is_scripting():
-            self.check_input(x)
+            x = self.check_input(x)
         out: List[torch.Tensor] = []
         for i, (_, module) in enumerate(self.named_children()):  # stem, s1..sk, in order (TorchScript unrolls it)
             x = module(x)

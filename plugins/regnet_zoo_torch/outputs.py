@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils import _pytree
 
+from regnet_zoo.contract import loss_kind
 from regnet_zoo.outputs import RegNetOutput
 
 _SERIALIZED_NAME = "regnet_zoo.outputs.RegNetOutput"
@@ -21,15 +22,15 @@ _register()
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """HF's RegNet loss: MSE for one output (regression), cross-entropy for class indices, BCE for multi-hot labels."""
-    if logits.shape[-1] == 1:
-        return F.mse_loss(logits.squeeze(-1).float(), labels.reshape(logits.shape[0]).float())
-    if not labels.is_floating_point():
-        return F.cross_entropy(logits.float(), labels.reshape(-1).long())
-    if labels.shape != logits.shape:
-        raise ValueError(f"float labels are multi-label targets and need the logits' shape {tuple(logits.shape)}, "
-                         f"got {tuple(labels.shape)}; pass class indices as an integer tensor for cross-entropy")
-    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    """HF's RegNet loss, chosen by the host's rule (``regnet_zoo.contract.loss_kind``): MSE for one output,
+    cross-entropy for integer class indices, BCE-with-logits for float multi-hot labels."""
+    kind = loss_kind(tuple(logits.shape), tuple(labels.shape), labels.dtype)
+    logits = logits.float()
+    if kind == "mse":
+        return F.mse_loss(logits.reshape(-1), labels.reshape(-1).float())
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, labels.long())
+    return F.binary_cross_entropy_with_logits(logits, labels.float())
 
 
 __all__ = ["RegNetOutput", "classification_loss"]

@@ -6,6 +6,7 @@ The "model" records its BuildRequest; the runner returns zeros of the right shap
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,10 +22,12 @@ class ToyModel:
         self.feature_info = request.plan.feature_info(request.out_indices) if request.features_only else None
 
 
+@dataclass(frozen=True)
+class ToyOptions:
+    note: str = ""
+
+
 def build(request):
-    unknown = set(request.options) - {"note"}
-    if unknown:
-        raise TypeError(f"unknown toy options: {sorted(unknown)}; accepted: ['note']")
     return ToyModel(request)
 
 
@@ -67,7 +70,7 @@ def write_toy(model, path, request):
 def register_frameworks(register):
     register(Framework(name="toy", aliases=("toyfw",), requires=("json",), builder="toy_framework:build",
                        runner="toy_framework:run", loader="toy_framework:load", exporter="toy_framework:export",
-                       install_hint="pip install toy", description="a test double",
+                       install_hint="pip install toy", description="a test double", options=ToyOptions,
                        formats=(ExportFormat("toyfmt", "toy_framework:write_toy", suffix=".toy"),)))
     register(Framework(name="ghost", requires=("definitely_not_installed_xyz",), builder="nowhere:build",
                        install_hint="pip install 'regnet-zoo[ghost]'"))

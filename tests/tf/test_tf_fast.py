@@ -49,7 +49,7 @@ def test_fast_headless_features_and_channels_first(kwargs):
                  model(x if kwargs.get("data_format") == "channels_first" else nhwc(x), training=False))
     assert_close(run(fast, random_input(batch=1, size=96)), run(model, random_input(batch=1, size=96)))
     if kwargs.get("features_only"):
-        assert fast.feature_info == tuple(model.feature_info)
+        assert fast.feature_info == model.feature_info
 
 
 def test_create_fast_is_a_snapshot_of_the_weights(tmp_path):
@@ -84,16 +84,16 @@ def test_fast_refusals_say_what_to_do():
     fast = optimize_for_inference(model)
     with pytest.raises(TypeError, match="FrozenRegNet.*fast=False"):
         export_canonical(fast)
-    with pytest.raises(ValueError, match="at least 32 pixels"):
+    with pytest.raises(ValueError, match="too small"):
         fast(tf.zeros((1, 16, 64, 3)))
     with pytest.raises(ValueError, match="it looks like NCHW"):
         fast(tf.zeros((1, 3, 64, 64)))
-    with pytest.raises(ValueError, match="rank-3"):
+    with pytest.raises(ValueError, match="4-D"):
         fast(tf.zeros((64, 64, 3)))
     for kwargs in (dict(frozen_stages=1, force=True), dict(norm_eval=True, force=True), dict(dtype="mixed_bfloat16")):
         with pytest.raises(ValueError, match="inference-only"):
             rz.create("regnetx_002", "tf", fast=True, **kwargs)
-    with pytest.raises(ValueError, match="fast must be True or False"):
+    with pytest.raises(ValueError, match="framework 'tf' does not support fast='bf16'"):
         rz.create("regnetx_002", "tf", fast="bf16")
     with pytest.raises(ValueError, match="protobuf caps at 2 GB.*regnety_1280"):
         rz.create("regnety_1280", "tf", fast=True)  # refused from the plan, before ~2.6 GB of weights are built

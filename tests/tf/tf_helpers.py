@@ -28,9 +28,9 @@ def request(name: str, *, num_classes: int = 1000, features_only: bool = False, 
     weights = None if state is None else WeightSource(state, "test weights",
                                                       state["head.fc.weight"].shape[0] if "head.fc.weight" in state
                                                       else 0)
-    return BuildRequest(variant=rz.get_variant(name), plan=rz.plan(name), num_classes=num_classes,
-                        features_only=features_only, out_indices=tuple(out_indices), in_chans=in_chans,
-                        weights=weights, options=options)
+    return rz.api.build_request(name, "tf", num_classes=num_classes, features_only=features_only,
+                                out_indices=tuple(out_indices), in_chans=in_chans, pretrained=weights or False,
+                                **options)
 
 
 def nhwc(x: np.ndarray) -> np.ndarray:

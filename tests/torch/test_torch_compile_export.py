@@ -100,7 +100,7 @@ def test_fast_path_fp32_compiled(model, x):
     assert model.stem.bn.running_var is not None and isinstance(model.stem.bn, nn.BatchNorm2d)  # original untouched
     with pytest.raises(RuntimeError, match="cannot be trained"):
         fast.train()
-    with pytest.raises(ValueError, match="expected 3 input channels"):
+    with pytest.raises(ValueError, match="with 3 channels on axis 1"):
         fast(torch.randn(1, 4, 64, 64))
 
 

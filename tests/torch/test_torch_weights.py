@@ -29,9 +29,8 @@ def state():
 
 
 def request_for(name, weights=None, num_classes=1000, features_only=False, out_indices=(1, 2, 3, 4), **options):
-    variant = rz.get_variant(name)
-    return BuildRequest(variant=variant, plan=_plan_of(variant), num_classes=num_classes, features_only=features_only,
-                        out_indices=out_indices, in_chans=3, weights=weights, options=options)
+    return rz.api.build_request(name, "torch", num_classes=num_classes, features_only=features_only,
+                                out_indices=out_indices, pretrained=weights or False, **options)
 
 
 def test_strict_load_lists_every_problem(state):

@@ -1,0 +1,205 @@
+"""The same call behaves the same in every framework (issue 12): one suite, parametrised over the frameworks the
+host has registered (their ``Framework`` records: builder, runner, loader, exporter), never naming a plugin. A
+framework registered by a new plugin gets every test here for free.
+
+Models are built with ``data_format="channels_first"`` so every runner hands its model the NCHW batch untouched and
+the model itself meets the bad input. Errors are compared with the host's own contract (``regnet_zoo.contract``,
+``regnet_zoo.options``): type and full message.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import regnet_zoo as rz
+from harness import HIDDEN_RTOL, ops, random_state, rel_err
+from regnet_zoo.contract import check_image_batch
+from regnet_zoo.frameworks import WeightSource
+from regnet_zoo.options import SHARED_NAMES, UnsupportedOptionError, accepted_options
+from regnet_zoo.plugins import get_host
+
+NAME = "regnetx_002"
+FRAMEWORKS = [f.name for f in get_host().frameworks.values() if f.runner and f.loader and f.exporter]
+NCHW = {"data_format": "channels_first"}
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def fw(request):
+    framework = get_host().framework(request.param)
+    if not framework.installed:
+        from testdeps import require
+
+        require(*framework.requires)
+    return request.param
+
+
+_models: dict = {}
+
+
+def classifier(fw: str, num_classes: int = 10):
+    """regnetx_002 with random canonical weights (the same in every framework), NCHW, cached per framework."""
+    key = (fw, num_classes)
+    if key not in _models:
+        state = random_state(NAME, num_classes=num_classes)
+        _models[key] = rz.create(NAME, fw, num_classes=num_classes, pretrained=WeightSource(state, "random", num_classes),
+                                 **NCHW)
+    return _models[key]
+
+
+def error_of(fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the point is to capture whatever is raised
+        return type(e), str(e)
+    return None
+
+
+BAD_INPUTS = {  # issue 12: uint8/int64 silently ran in tf; 16x16 ran in flax; channel / layout messages differed
+    "uint8": np.zeros((2, 3, 32, 32), np.uint8),
+    "int64": np.zeros((2, 3, 32, 32), np.int64),
+    "16x16": np.zeros((2, 3, 16, 16), np.float32),
+    "nhwc-to-nchw": np.zeros((2, 32, 32, 3), np.float32),
+    "4-channels": np.zeros((2, 4, 32, 32), np.float32),
+    "rank-3": np.zeros((3, 32, 32), np.float32),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_same_error(fw, case):
+    x = BAD_INPUTS[case]
+    expected = error_of(lambda: check_image_batch(x.shape, x.dtype, in_chans=3, channels_first=True))
+    assert expected is not None
+    assert error_of(lambda: ops(fw).run(classifier(fw), x)) == expected
+
+
+def test_contract_messages():
+    """The host's wording, once (the test above holds every framework to it)."""
+    err = error_of(lambda: check_image_batch((2, 3, 32, 32), np.dtype("uint8"), in_chans=3, channels_first=True))
+    assert err[0] is TypeError and "x.astype('float32') / 255" in err[1]
+    err = error_of(lambda: check_image_batch((2, 32, 32, 3), np.dtype("float32"), in_chans=3, channels_first=True))
+    assert err == (ValueError, "expected an NCHW image batch (N, 3, H, W) with 3 channels on axis 1, got shape "
+                               "(2, 32, 32, 3); it looks like NHWC: transpose it with axes (0, 3, 1, 2)")
+    err = error_of(lambda: check_image_batch((1, 3, 16, 16), np.dtype("float32"), in_chans=3, channels_first=True))
+    assert err[0] is ValueError and "16x16 pixels is too small" in err[1]
+
+
+def test_float64_is_computed_in_the_model_dtype(fw):
+    """issue 12: float64 was a raw RuntimeError in torch and accepted by tf / flax; now accepted everywhere."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32))
+    out64 = ops(fw).run(classifier(fw), x)
+    out32 = ops(fw).run(classifier(fw), x.astype(np.float32))
+    assert out64.dtype == np.float32 and rel_err(out64, out32) < 1e-6
+
+
+def _numpy_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    z = logits.astype(np.float64)
+    if z.shape[-1] == 1:
+        return float(np.mean((z.reshape(-1) - labels.reshape(-1)) ** 2))
+    if np.issubdtype(labels.dtype, np.integer):
+        logp = z - z.max(-1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+        return float(-np.mean(logp[np.arange(len(z)), labels]))
+    return float(np.mean(np.maximum(z, 0) - z * labels + np.log1p(np.exp(-np.abs(z)))))
+
+
+LABELS = {  # HF's rule: MSE for one output, cross-entropy for class indices, BCE for float multi-hot labels
+    "class-indices": (10, np.array([3, 7])),
+    "multi-hot": (10, (np.arange(20).reshape(2, 10) % 3 == 0).astype(np.float32)),
+    "regression": (1, np.array([0.5, -1.0], np.float32)),
+}
+
+
+@pytest.mark.parametrize("case", list(LABELS))
+def test_same_loss(fw, case):
+    """issue 12: float labels were BCE in torch, a TypeError in tf and soft cross-entropy in flax."""
+    num_classes, labels = LABELS[case]
+    model = classifier(fw, num_classes)
+    x = np.random.default_rng(1).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    logits = ops(fw).run(model, x)
+    loss = ops(fw).run(model, x, labels=labels)
+    assert loss == pytest.approx(_numpy_loss(logits, labels), rel=1e-5)
+
+
+@pytest.mark.parametrize("labels, kind", [(np.array([[1, 2]]), ValueError), (np.zeros((2,), np.float32), ValueError),
+                                          (np.zeros((2, 3), np.float32), ValueError)])
+def test_bad_labels_same_error(fw, labels, kind):
+    from regnet_zoo.contract import loss_kind
+
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    expected = error_of(lambda: loss_kind((2, 10), labels.shape, labels.dtype))
+    assert expected is not None and expected[0] is kind
+    assert error_of(lambda: ops(fw).run(classifier(fw), x, labels=labels)) == expected
+
+
+def test_feature_info(fw):
+    """issue 12: 5 entries in torch, 4 in tf, None on the tf fast model; a plain list without timm's helpers."""
+    plan = rz.plan(NAME)
+    for model in (classifier(fw), rz.create(NAME, fw, num_classes=0)):
+        assert model.feature_info == plan.all_feature_info() and len(model.feature_info) == 5
+        assert model.feature_info.channels() == [32, 24, 56, 152, 368]
+        assert model.feature_info.reduction() == [2, 4, 8, 16, 32]
+        assert model.feature_info.module_name() == ["stem", "s1", "s2", "s3", "s4"]
+    backbone = rz.create(NAME, fw, features_only=True, out_indices=(0, 3))
+    assert backbone.feature_info == rz.feature_info(NAME, (0, 3)) and backbone.feature_info.channels() == [32, 152]
+    if "fast" not in get_host().framework(fw).unsupported:
+        assert rz.create(NAME, fw, fast=True).feature_info == plan.all_feature_info()
+
+
+def test_same_accepted_options(fw):
+    framework = get_host().framework(fw)
+    accepted = list(accepted_options(framework))
+    assert accepted[:len(SHARED_NAMES)] == list(SHARED_NAMES)
+    err = error_of(lambda: rz.create(NAME, fw, drop_rat=0.1))
+    assert err == (TypeError, f"unknown option for framework {fw!r}: 'drop_rat' (did you mean 'drop_rate'?); "
+                              f"accepted: {', '.join(accepted)}")
+
+
+@pytest.mark.parametrize("kwargs, kind, message", [
+    ({"frozen_stages": 5}, ValueError,
+     "frozen_stages must be an int in -1..4 (-1 none, 0 stem, k = stem + s1..sk), got 5"),
+    ({"frozen_stages": True}, ValueError,
+     "frozen_stages must be an int in -1..4 (-1 none, 0 stem, k = stem + s1..sk), got True"),
+    ({"frozen_stages": 3, "features_only": True, "out_indices": (1, 2), "force": True}, ValueError,
+     "frozen_stages must be an int in -1..2 (-1 none, 0 stem, k = stem + s1..sk), got 3"),
+    ({"frozen_stages": 1}, ValueError, "frozen_stages=1 freezes BatchNorm statistics, but no pretrained weights"),
+    ({"norm_eval": True}, ValueError, "norm_eval=True freezes BatchNorm statistics, but no pretrained weights"),
+    ({"drop_rate": 1.5}, ValueError, "drop_rate must be a float in [0, 1), got 1.5"),
+    ({"norm": "batch"}, ValueError, "norm must be one of 'bn', 'frozen_bn', 'sync_bn', got 'batch'"),
+])
+def test_same_option_errors(fw, kwargs, kind, message):
+    err = error_of(lambda: rz.create(NAME, fw, **kwargs))
+    assert err is not None and err[0] is kind and err[1].startswith(message)
+
+
+def test_unsupported_options_name_the_framework_and_reason(fw):
+    framework = get_host().framework(fw)
+    for name, reason in framework.unsupported.items():
+        value = 0.1 if name.endswith("rate") else True
+        with pytest.raises(UnsupportedOptionError) as e:
+            rz.create(NAME, fw, **{name: value})
+        assert str(e.value) == f"framework {fw!r} does not support {name}={value!r}: {reason}"
+    values = {"drop_rate": 0.1, "drop_path_rate": 0.1, "data_format": "channels_first", "fast": True, "abstract": True}
+    for name in set(values) - set(framework.unsupported):  # accepted: validated without building anything
+        assert getattr(rz.build_request(NAME, fw, **{name: values[name]}).shared, name) == values[name]
+
+
+def test_shallow_features_only_loads_and_exports_timm_weights(fw, tmp_path):
+    """issue 12: tf features_only with out_indices=(1, 2) and pretrained=<timm checkpoint> raised
+    'AssertionError: layer names do not match the canonical keys'."""
+    from safetensors.numpy import save_file
+
+    state = random_state(NAME)
+    path = tmp_path / "model.safetensors"
+    save_file(state, str(path))
+    model = rz.create(NAME, fw, features_only=True, out_indices=(1, 2), pretrained=str(path), **NCHW)
+    exported = ops(fw).export(model)
+    assert sorted(exported) == sorted(k for k in state if k.split(".")[0] in ("stem", "s1", "s2"))
+    assert all(np.array_equal(exported[k], state[k]) for k in exported)
+    ops(fw).load(model, exported)  # and back in, strictly
+    x = np.random.default_rng(2).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    maps = ops(fw).run(model, x)
+    assert [m.shape for m in maps] == [(1, 24, 16, 16), (1, 56, 8, 8)]
+    reference = rz.create(NAME, fw, features_only=True, out_indices=(1, 2, 3, 4), pretrained=str(path), **NCHW)
+    for got, want in zip(maps, ops(fw).run(reference, x)[:2]):
+        assert rel_err(got, want) < HIDDEN_RTOL
