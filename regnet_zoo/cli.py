@@ -225,11 +225,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _framework(name: str, args: argparse.Namespace):
-    """The framework record; its builder module (which imports the framework) will be imported quietly."""
-    fw = get_host().framework(name)
-    if getattr(args, "quiet_imports", None) is not None:
-        args.quiet_imports.add(fw.builder.partition(":")[0])
-    return fw
+    """The framework record."""
+    return get_host().framework(name)
 
 
 def _weights_hint(variant) -> str:
@@ -561,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         from .framework_logs import quiet
     try:
-        with spelled(getattr(args, "spellings", SPELLINGS)), quiet() as args.quiet_imports:
+        with spelled(getattr(args, "spellings", SPELLINGS)), quiet():
             return args.func(args)
     except (RegNetZooError, ValueError, TypeError, KeyError, ImportError, OSError) as e:
         if show_tb:

@@ -3,16 +3,14 @@
 TensorFlow's C++ runtime logs at import and at first device use: oneDNN and CUDA-driver INFO lines, and on a
 machine without a GPU ``E0000 ... failed call to cuInit``, some of them twice (two libraries each log before
 ``absl::InitializeLog()``, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide those). JAX and absl log warnings through Python's
-``logging``. Within ``quiet()`` the environment and the loggers are set before any framework is imported, and a
-framework's modules (added to the finder it yields) are imported, whenever that happens, with the process's stderr
-(file descriptor 2) captured: the lines that are such logs are dropped, everything else is passed on (all of it
-when the import fails).
+``logging``. Within ``quiet()`` the environment and the loggers are set before any framework is imported, and the
+process's stderr (file descriptor 2) is captured for the whole block (a log line can come at first device use, long
+after the import): the lines that are such logs are dropped, everything else is passed on when the block ends (all of
+it when the block raises).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.abc
 import logging
 import os
 import re
@@ -34,22 +32,20 @@ NOISE = re.compile(rb"[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.\-]+:\d+\] |"
 
 
 @contextmanager
-def quiet() -> Iterator[QuietImports]:
+def quiet() -> Iterator[None]:
     """Within the block the frameworks log quietly: the environment and loggers are set for frameworks imported in
-    it (variables the user set are kept; all is restored afterwards), and the modules added to the yielded finder
-    are imported without their start-up lines."""
+    it (variables the user set are kept; all is restored afterwards), and the block's stderr is captured and passed
+    on without the framework log lines (all of it when the block raises)."""
     saved_env = {name: os.environ.get(name) for name in ENVIRONMENT}
     saved_levels = {name: logging.getLogger(name).level for name in LOGGERS}
     for name, value in ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     for name in LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    finder = QuietImports()
-    sys.meta_path.insert(0, finder)
     try:
-        yield finder
+        with _captured():
+            yield
     finally:
-        sys.meta_path.remove(finder)
         for name, level in saved_levels.items():
             logging.getLogger(name).setLevel(level)
         for name, value in saved_env.items():
@@ -102,45 +98,3 @@ def _captured() -> Iterator[None]:
             if rest:
                 sys.stderr.flush()
                 os.write(2, rest)
-
-
-class _QuietLoader(importlib.abc.Loader):
-    """Runs a module's code (and so every import it makes) with the start-up logs kept quiet."""
-
-    def __init__(self, loader):
-        self.loader = loader
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
-        with _captured():
-            self.loader.exec_module(module)
-
-    def __getattr__(self, name):  # get_resource_reader, is_package, ... of the real loader
-        return getattr(self.loader, name)
-
-
-class QuietImports(importlib.abc.MetaPathFinder):
-    """A finder that imports the modules ``add``-ed to it quietly, whenever and by whom they are first imported
-    (so a framework is imported where it always was, after the weights are fetched, not earlier)."""
-
-    def __init__(self) -> None:
-        self.modules: set[str] = set()
-
-    def add(self, module: str) -> None:
-        self.modules.add(module)
-
-    def find_spec(self, name, path, target=None):
-        if name not in self.modules:
-            return None
-        self.modules.discard(name)
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _QuietLoader(spec.loader)
-                return spec
-        return None
