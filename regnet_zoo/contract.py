@@ -28,13 +28,22 @@ def dtype_name(dtype) -> str:
     return name.rsplit(".", 1)[-1]
 
 
+def _static(size):
+    """``size`` as an int, or ``None`` when it is not known yet (``None`` or a symbolic dimension)."""
+    try:
+        return None if size is None else int(size)
+    except Exception:  # a symbolic dimension refuses int(); what it is depends on the tracing library
+        return None
+
+
 def check_image_batch(shape: Sequence, dtype, *, in_chans: int, channels_first: bool,
                       min_size: int = MIN_INPUT_SIZE) -> None:
     """Raise ``ValueError`` (rank, channels, size) or ``TypeError`` (dtype) saying what to change.
 
-    ``shape`` may hold ``None`` for sizes unknown while tracing; ``dtype`` is a dtype object or its name.
+    ``shape`` may hold ``None`` or symbolic sizes (``jax.export``'s batch) for sizes unknown while tracing; ``dtype``
+    is a dtype object or its name.
     """
-    shape = tuple(None if s is None else int(s) for s in shape)
+    shape = tuple(_static(s) for s in shape)
     layout = "NCHW" if channels_first else "NHWC"
     form = f"(N, {in_chans}, H, W)" if channels_first else f"(N, H, W, {in_chans})"
     if len(shape) != 4:
