@@ -88,12 +88,15 @@ def ops(framework: str) -> Ops:
 
 def loaded_model(framework: str, name: str, num_classes: int = 1000, **kwargs: Any):
     """``rz.create(name, framework, ...)`` with ``random_state`` loaded through the framework's loader hook (without
-    the head keys for a headless or ``features_only`` model)."""
+    the head keys for a headless or ``features_only`` model, nor the stages a ``features_only`` model does not build)."""
     o = ops(framework)
     model = o.create(name, num_classes=num_classes, **kwargs)
     state = random_state(name, num_classes=num_classes)
     if kwargs.get("features_only") or not num_classes:
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    if kwargs.get("features_only"):  # the stages after the deepest requested map are not built
+        built = {"stem"} | {f"s{i}" for i in range(1, max(kwargs.get("out_indices", (1, 2, 3, 4))) + 1)}
+        state = {k: v for k, v in state.items() if k.split(".", 1)[0] in built}
     o.load(model, state)
     return model
 
