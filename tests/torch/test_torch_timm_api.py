@@ -73,7 +73,7 @@ def test_script_fx_and_trace_equal_eager_without_input_checks(kind, x):
             assert all(torch.equal(a, b) for a, b in zip(got, want if isinstance(want, list) else [want]))
     assert "check_input" not in scripted.code and "check_input" not in traced_fx.code
     assert not any(n.op == "call_function" and "check" in str(n.target) for n in traced_fx.graph.nodes)
-    with pytest.raises(ValueError, match=r"channels-last \(NHWC\)"):  # eager mode still explains a bad input
+    with pytest.raises(ValueError, match=r"it looks like NHWC"):  # eager mode still explains a bad input
         net(x.permute(0, 2, 3, 1))
 
 
@@ -145,7 +145,7 @@ def test_pretrained_cfg_is_the_tags():
     (dict(feature_cls="getter"), ValueError, "needs features_only=True"),
     (dict(feature_cls="hook", features_only=True), ValueError, "feature_cls must be one of None, 'list', 'getter'"),
     (dict(feature_cls="fx", features_only=True, fast=True), ValueError, "feature_cls='fx'"),
-    (dict(not_a_model_arg=1), TypeError, "unknown keyword argument for framework 'torch'"),
+    (dict(not_a_model_arg=1), TypeError, "unknown option for framework 'torch': 'not_a_model_arg'"),
 ])
 def test_timm_keyword_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
