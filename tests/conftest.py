@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 
@@ -37,3 +38,18 @@ def toy_host(fresh_host):
     host.register(toy_framework, "toy_framework", "tests")
     host.register(toy_variants, "toy_variants", "tests")
     return host
+
+
+@pytest.fixture(autouse=True)
+def _bigmem_one_at_a_time(request):
+    """Tests marked ``bigmem`` (several GB at their peak: the largest variants' training steps) hold a lock shared by
+    the xdist workers of this run, so two of them never run at once: the machine needs room for one of them beside
+    whatever the other worker runs (``-n 2`` on 24 GB)."""
+    if request.node.get_closest_marker("bigmem") is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # the workers' base temp dirs are popen-gw0, popen-gw1, ... inside this run's own
+    lock = request.getfixturevalue("tmp_path_factory").getbasetemp().parent / "bigmem.lock"
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when f is closed, or when the worker dies
+        yield
