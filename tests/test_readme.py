@@ -88,7 +88,7 @@ def shown_commands() -> list[tuple[int, list[str]]]:
 def readme_hub(tmp_path, monkeypatch):
     """An offline hub cache with what the README's blocks download, written by timm and transformers."""
     require("torch", "timm", "transformers", "safetensors", "tensorflow", "keras_hub", "flax", "ai_edge_litert")
-    sys.path.insert(0, os.path.join(TESTS_DIR, "weights"))
+    monkeypatch.syspath_prepend(os.path.join(TESTS_DIR, "weights"))
     from safetensors.torch import save_file
     from transformers import RegNetConfig, RegNetForImageClassification
 
