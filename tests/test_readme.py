@@ -93,7 +93,8 @@ def readme_hub(tmp_path, monkeypatch):
     from transformers import RegNetConfig, RegNetForImageClassification
 
     from test_transformers_api import PROCESSOR
-    from weights_helpers import randomize, timm_model
+    from harness import randomize
+    from weights_helpers import timm_model
 
     cache = use_hub_cache(tmp_path / "hf_home" / "hub", monkeypatch)
     files = tmp_path / "files"

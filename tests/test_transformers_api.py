@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import rel_err
+from harness import randomize, rel_err
 from hubcache import HubCache, use_hub_cache
 from testdeps import TESTS_DIR, require
 
@@ -50,21 +50,6 @@ def ours():
     import regnet_zoo.transformers as rzt
 
     return rzt
-
-
-def randomize(model, seed: int = 0):
-    """Random BN statistics and affine parameters of a torch model (zero-init BN weights hide mistakes)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model
 
 
 def image():
