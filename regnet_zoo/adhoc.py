@@ -44,7 +44,7 @@ def _plain(value: Any, where: str) -> Any:
         return value
     if hasattr(value, "item") and getattr(value, "shape", None) == ():
         return value.item()
-    raise TypeError(f"{where} must be a string, number, bool, list or mapping, got {describe(value)}")
+    raise TypeError(f"{where} must be a string, number, bool, list or mapping, got {type(value).__name__}")
 
 
 def from_dict(fields: dict[str, Any], file: str = DICT_FILE) -> Variant:
