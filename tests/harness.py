@@ -141,3 +141,9 @@ def randomize(model, seed: int = 0):
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model.eval()
+
+
+def export_all(models: dict, specs: list, out, fmt: str, suffix: str, input_size: int) -> dict:
+    """``rz.export`` of each built model: ``specs`` rows are (key, variant, create kwargs, export kwargs)."""
+    return {key: rz.export(models[key], out / f"{key}{suffix}", fmt, input_size=input_size, **ekw)
+            for key, _, _, ekw in specs}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
-from harness import loaded_model, ops, random_input, rel_err
+from harness import export_all, loaded_model, ops, random_input, rel_err
 from testdeps import require
 
 require("tensorflow", "keras", "keras_hub")
@@ -31,19 +31,14 @@ def models():
     return {key: loaded_model("tf", name, **kw) for key, name, kw, _ in MODELS}
 
 
-def _export_all(models, out, fmt: str, suffix: str):
-    return {key: rz.export(models[key], out / f"{key}{suffix}", fmt, input_size=SIZE, **ekw)
-            for key, _, _, ekw in MODELS}
-
-
 @pytest.fixture(scope="module")
 def tflite_reports(models, tmp_path_factory):
-    return _export_all(models, tmp_path_factory.mktemp("tflite"), "tflite", ".tflite")
+    return export_all(models, MODELS, tmp_path_factory.mktemp("tflite"), "tflite", ".tflite", SIZE)
 
 
 @pytest.fixture(scope="module")
 def saved_model_reports(models, tmp_path_factory):
-    return _export_all(models, tmp_path_factory.mktemp("saved_model"), "saved_model", "")
+    return export_all(models, MODELS, tmp_path_factory.mktemp("saved_model"), "saved_model", "", SIZE)
 
 
 @pytest.mark.parametrize("fixture", ["tflite_reports", "saved_model_reports"])

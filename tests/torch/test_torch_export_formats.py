@@ -13,7 +13,7 @@ require("torch", "timm", "onnx", "onnxruntime", "onnxscript")
 import torch  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
-from harness import loaded_model, ops, random_input, rel_err  # noqa: E402
+from harness import export_all, loaded_model, ops, random_input, rel_err  # noqa: E402
 from regnet_zoo.cli import main  # noqa: E402
 
 SIZE = 64
@@ -30,19 +30,14 @@ def models():
     return {key: loaded_model("torch", name, **kw).eval() for key, name, kw, _ in MODELS}
 
 
-def _export_all(models, out, fmt: str, suffix: str):
-    return {key: rz.export(models[key], out / f"{key}{suffix}", fmt, input_size=SIZE, **ekw)
-            for key, _, _, ekw in MODELS}
-
-
 @pytest.fixture(scope="module")
 def onnx_reports(models, tmp_path_factory):
-    return _export_all(models, tmp_path_factory.mktemp("onnx"), "onnx", ".onnx")
+    return export_all(models, MODELS, tmp_path_factory.mktemp("onnx"), "onnx", ".onnx", SIZE)
 
 
 @pytest.fixture(scope="module")
 def pt2_reports(models, tmp_path_factory):
-    return _export_all(models, tmp_path_factory.mktemp("pt2"), "torch_export", ".pt2")
+    return export_all(models, MODELS, tmp_path_factory.mktemp("pt2"), "torch_export", ".pt2", SIZE)
 
 
 @pytest.mark.parametrize("fixture", ["onnx_reports", "pt2_reports"])
