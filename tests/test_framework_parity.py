@@ -53,6 +53,34 @@ def test_matches_timm_on_same_weights(framework, name):
         assert rel_err(got, want) <= hidden_tol, f"feature {i}"
 
 
+@pytest.mark.parametrize("output_stride", (16, 8))
+@pytest.mark.parametrize("name", ("regnetx_002", "regnety_002"))
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_output_stride_matches_timm(framework, name, output_stride):
+    """timm's ``create_model(name, output_stride=...)`` on the same weights: later stages dilated, not strided."""
+    require(*FRAMEWORK_MODULES[framework])
+    require("torch", "timm")
+    state, x = random_state(name), random_input()
+    ref_logits, ref_maps = timm_reference(name, state, x, output_stride=output_stride)
+    o = ops(framework)
+    logits_tol, hidden_tol = (0.0, 0.0) if framework == "torch" else (LOGITS_RTOL, HIDDEN_RTOL)
+
+    model = o.create(name, output_stride=output_stride)
+    o.load(model, state)
+    assert [f.reduction for f in model.feature_info] == [2, 4, 8, min(16, output_stride), output_stride]
+    assert rel_err(o.run(model, x), ref_logits) <= logits_tol
+    del model
+
+    backbone = o.create(name, features_only=True, out_indices=ALL, output_stride=output_stride)
+    want_info = rz.feature_info(name, ALL, output_stride=output_stride)
+    assert [f.as_dict() for f in backbone.feature_info] == [f.as_dict() for f in want_info]
+    o.load(backbone, {k: v for k, v in state.items() if not k.startswith("head.")})
+    maps = o.run(backbone, x)
+    assert [m.shape[-1] for m in maps] == [64 // f.reduction for f in want_info]
+    for i, (got, want) in enumerate(zip(maps, ref_maps)):
+        assert rel_err(got, want) <= hidden_tol, f"feature {i}"
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_headless_and_subset_of_features(framework):
     require(*FRAMEWORK_MODULES[framework])
