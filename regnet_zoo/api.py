@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Union
+
+from . import adhoc
 
 from .errors import FrameworkNotInstalledError, PluginError, WeightsError, describe, spell
 from .frameworks import BuildRequest, FrameworkInfo, WeightSource, import_object
@@ -33,12 +35,23 @@ def list_variants(pattern: str = "*", *, pretrained: bool = False, framework: st
     return names
 
 
-def resolve(name: str) -> Resolved:
-    """Look up a name, alias, hub id or ``name.tag``."""
+VariantSpec = Union[str, "os.PathLike[str]", dict, Variant]
+
+
+def resolve(name: VariantSpec) -> Resolved:
+    """Look up a name, alias, hub id or ``name.tag``; or take an ad-hoc variant: a ``Variant``, a dict of
+    ``registry.yaml`` entry fields, or a YAML file path (``path::name`` for one of several), validated by the
+    registry loader (see ``regnet_zoo.adhoc``)."""
+    if isinstance(name, Variant):
+        return Resolved(name)
+    if isinstance(name, dict):
+        return Resolved(adhoc.from_dict(name))
+    if adhoc.is_file_spec(name):
+        return Resolved(adhoc.from_file(name))
     return get_host().registry.resolve(name)
 
 
-def get_variant(name: str) -> Variant:
+def get_variant(name: VariantSpec) -> Variant:
     """The validated variant record (``.source`` says which file, line and plugin defined it)."""
     return resolve(name).variant
 
@@ -48,7 +61,7 @@ def _plan_of(variant: Variant, output_stride: int = 32) -> ArchPlan:
     return build_plan(variant).with_output_stride(output_stride)
 
 
-def plan(name: str, output_stride: int = 32) -> ArchPlan:
+def plan(name: VariantSpec, output_stride: int = 32) -> ArchPlan:
     """Per-stage architecture plan of a variant, with complexity and feature metadata. Pure Python.
 
     ``output_stride`` 16 / 8 dilates the later stages instead of striding them (timm's rule;
@@ -57,7 +70,8 @@ def plan(name: str, output_stride: int = 32) -> ArchPlan:
     return _plan_of(get_variant(name), check_output_stride(output_stride))
 
 
-def feature_info(name: str, out_indices: Iterable[int] = (1, 2, 3, 4), *, output_stride: int = 32) -> FeatureInfoList:
+def feature_info(name: VariantSpec, out_indices: Iterable[int] = (1, 2, 3, 4), *,
+                 output_stride: int = 32) -> FeatureInfoList:
     """Channels, reduction and level of each feature map ``create(..., features_only=True)`` returns."""
     return plan(name, output_stride).feature_info(out_indices)
 
@@ -110,8 +124,9 @@ def _select_weights(res: Resolved, pretrained: Any) -> tuple[WeightTag | None, W
     return weight, source
 
 
-def create(name: str, framework: str = "torch", **kwargs: Any):
-    """Build ``name`` (a variant, alias, hub id or ``name.tag``) as a model of ``framework``.
+def create(name: VariantSpec, framework: str = "torch", **kwargs: Any):
+    """Build ``name`` (a variant, alias, hub id or ``name.tag``; or an ad-hoc variant: a dict of registry.yaml fields,
+    a YAML file path, ``path::name``, a ``Variant``) as a model of ``framework``.
 
     Keyword arguments are those of ``build_request``: ``pretrained``, ``num_classes``, ``features_only``,
     ``out_indices``, ``in_chans``, ``output_stride`` and the options (shared: ``regnet_zoo.options.SharedOptions``;
@@ -134,13 +149,13 @@ def _labelled(model: Any, request: BuildRequest) -> Any:
     return model
 
 
-def build_request(name: str, framework: str = "torch", **kwargs: Any) -> BuildRequest:
+def build_request(name: VariantSpec, framework: str = "torch", **kwargs: Any) -> BuildRequest:
     """The validated ``BuildRequest`` ``create`` hands the framework's builder (nothing is built or imported)."""
     return _request(name, framework, **kwargs)[1]
 
 
 def _request(
-    name: str,
+    name: VariantSpec,
     framework: str = "torch",
     *,
     pretrained: bool | str | os.PathLike = False,

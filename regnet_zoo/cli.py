@@ -125,10 +125,29 @@ def _show_record(name: str, resolution: int) -> dict[str, Any]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """One variant; a user's YAML file without ``::NAME`` shows each of its variants."""
+    from .adhoc import is_file_spec
+
+    if is_file_spec(args.name) and "::" not in args.name:
+        names = [f"{args.name}::{v.name}" for v in load_file(args.name)]
+        if len(names) > 1:
+            if args.json:
+                print(json.dumps([_show_record(n, args.resolution) for n in names], indent=2))
+                return 0
+            for i, name in enumerate(names):
+                if i:
+                    print()
+                _print_show(_show_record(name, args.resolution))
+            return 0
     rec = _show_record(args.name, args.resolution)
     if args.json:
         print(json.dumps(rec, indent=2))
         return 0
+    _print_show(rec)
+    return 0
+
+
+def _print_show(rec: dict[str, Any]) -> None:
     out = [f"{rec['name']}: {rec['description'] or 'RegNet' + rec['block']}",
            f"  defined at   {rec['source']}",
            f"  block        {rec['block']}" + (f" (squeeze-excitation ratio {rec['se_ratio']})" if rec['se_ratio'] else ""),
@@ -163,7 +182,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         out += ["", "  weights      none published"]
     print("\n".join(out))
-    return 0
 
 
 def _indent(text: str) -> str:
@@ -219,6 +237,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             problems += e.problems
             continue
         print(f"{path}: ok ({len(variants)} variant{'s' if len(variants) != 1 else ''})")
+        for v in variants:  # what each would build: create / show accept the file (FILE::NAME for one of several)
+            pl = api.plan(v)
+            print(f"  {v.name}: {v.block.upper()}, {_fmt_params(pl.params())} params, "
+                  f"{pl.flops(GFLOPS_RESOLUTION) / 1e9:.3f} GFLOPs@{GFLOPS_RESOLUTION}, widths "
+                  f"{','.join(map(str, v.widths))}, depths {','.join(map(str, v.depths))}")
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0
@@ -488,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", parents=[common], help="stage plan, feature_info, complexity and weights of a variant")
-    p.add_argument("name", help="variant, alias, hub id or name.tag")
+    p.add_argument("name", help="variant, alias, hub id or name.tag; or a YAML file of your own variants (FILE::NAME "
+                                "for one of several)")
     p.add_argument("--resolution", type=int, default=GFLOPS_RESOLUTION, help="input size for FLOPs (default 224)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
@@ -501,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("check", parents=[common], help="validate variant YAML files (exit 1 with file:line:col lines)")
+    p = sub.add_parser("check", parents=[common], help="validate variant YAML files, the registry's or your own (exit 1 with "
+                       "file:line:col lines)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_check)
 

@@ -15,7 +15,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import RegNetZooError
+from .errors import RegNetZooError, describe
 from .freezing import refuse_frozen_random_bn
 
 NORMS = ("bn", "frozen_bn", "sync_bn")
@@ -62,17 +62,18 @@ def _check_shared(o: SharedOptions, num_stages: int) -> None:
     for name in ("drop_rate", "drop_path_rate"):
         v = getattr(o, name)
         check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0,
-              f"{name} must be a float in [0, 1), got {v!r}")
+              f"{name} must be a float in [0, 1), got {describe(v)}")
     fs = o.frozen_stages
     check(isinstance(fs, int) and not isinstance(fs, bool) and -1 <= fs <= num_stages,
-          f"frozen_stages must be an int in -1..{num_stages} (-1 none, 0 stem, k = stem + s1..sk), got {fs!r}")
+          f"frozen_stages must be an int in -1..{num_stages} (-1 none, 0 stem, k = stem + s1..sk), got {describe(fs)}")
     for name in ("norm_eval", "force", "abstract"):
-        check(isinstance(getattr(o, name), bool), f"{name} must be True or False, got {getattr(o, name)!r}")
-    check(o.norm in NORMS, f"norm must be one of {', '.join(map(repr, NORMS))}, got {o.norm!r}")
+        check(isinstance(getattr(o, name), bool), f"{name} must be True or False, got {describe(getattr(o, name))}")
+    check(o.norm in NORMS, f"norm must be one of {', '.join(map(repr, NORMS))}, got {describe(o.norm)}")
     check(o.data_format is None or o.data_format in DATA_FORMATS,
-          f"data_format must be None (native) or one of {', '.join(map(repr, DATA_FORMATS))}, got {o.data_format!r}")
+          f"data_format must be None (native) or one of {', '.join(map(repr, DATA_FORMATS))}, "
+          f"got {describe(o.data_format)}")
     check(any(o.fast is v for v in FAST[:2]) or (isinstance(o.fast, str) and o.fast in FAST[2:]),
-          f"fast must be False, True (= 'fp32') or 'bf16', got {o.fast!r}")
+          f"fast must be False, True (= 'fp32') or 'bf16', got {describe(o.fast)}")
     if o.fast is not False and (o.frozen_stages >= 0 or o.norm_eval or o.norm != "bn" or o.abstract):
         raise ValueError("fast= builds an inference-only model (BN folded into the convolutions); frozen_stages, "
                          "norm_eval, norm and abstract are training / build options and cannot be combined with it")
@@ -102,11 +103,12 @@ def parse_options(framework, kwargs: Mapping[str, Any], *, num_stages: int, pret
     for name, reason in dict(framework.unsupported).items():
         value = getattr(shared, name)
         if value is not getattr(default, name) and value != getattr(default, name):
-            raise UnsupportedOptionError(f"framework {framework.name!r} does not support {name}={value!r}: {reason}")
+            raise UnsupportedOptionError(f"framework {framework.name!r} does not support {name}={describe(value)}: "
+                                         f"{reason}")
     for name, allowed in dict(framework.limits).items():
         value = getattr(shared, name)
         if not any(value is a or (type(value) is type(a) and value == a) for a in allowed):
-            raise UnsupportedOptionError(f"framework {framework.name!r} does not support {name}={value!r}; it "
+            raise UnsupportedOptionError(f"framework {framework.name!r} does not support {name}={describe(value)}; it "
                                          f"accepts {', '.join(map(repr, allowed))}")
     refuse_frozen_random_bn(pretrained=pretrained, force=shared.force, frozen_stages=shared.frozen_stages,
                             norm_eval=shared.norm_eval, frozen_bn=shared.norm == "frozen_bn")

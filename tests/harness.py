@@ -128,3 +128,18 @@ def timm_reference(name: str, state: dict[str, np.ndarray], x: np.ndarray, num_c
         logits = model(xt).numpy()
         _, inter = model.forward_intermediates(xt, indices=5)
     return logits, [t.numpy() for t in inter]
+
+
+def randomize(model, seed: int = 0):
+    """Random BN statistics and affine parameters (timm/HF zero-init some BN weights, which hides mistakes)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model.eval()

@@ -79,12 +79,35 @@ def test_frameworks(capsys):
     assert [f["name"] for f in json.loads(out)] == ["torch", "tf", "flax"]
 
 
+def test_show_and_check_a_users_file(capsys, tmp_path):
+    """issue 13: show and check take a user's own variants file (FILE::NAME for one of several)."""
+    from testdeps import PLUGINS_DIR
+
+    path = tmp_path / "mine.yaml"
+    text = open(f"{PLUGINS_DIR}/toy_variants.yaml").read()
+    path.write_text(text + text.replace("toynet_y_tiny", "toynet_y_wide").replace("ToyNetY-Tiny", "ToyNetY-Wide")
+                    .replace("[16, 32, 64, 128]", "[32, 64, 128, 256]").replace("schema: 1\nvariants:\n", ""))
+    code, out, _ = run(capsys, "show", f"{path}::toynet_y_wide")
+    lines = out.splitlines()
+    assert code == 0 and lines[:2] == ["toynet_y_wide: a tiny third-party RegNetY", f"  defined at   {path}:12"]
+    assert lines[7].split() == ["s1", "16", "32", "1", "2", "8", "4", "4"]
+    code, out, _ = run(capsys, "show", str(path), "--json")
+    assert code == 0 and [r["name"] for r in json.loads(out)] == ["toynet_y_tiny", "toynet_y_wide"]
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 0 and out.splitlines()[0] == f"{path}: ok (2 variants)"
+    assert [line.split(":")[0] for line in out.splitlines()[1:]] == ["  toynet_y_tiny", "  toynet_y_wide"]
+    code, _, err = run(capsys, "show", f"{path}::toynet_y_wdie")
+    assert code == 1 and err == f"regnet-zoo: error: {path} has no variant 'toynet_y_wdie'; did you mean " \
+                               f"'{path}::toynet_y_wide'?\n"
+
+
 def test_check(capsys, tmp_path):
     from testdeps import PLUGINS_DIR
 
     good = f"{PLUGINS_DIR}/toy_variants.yaml"
     code, out, _ = run(capsys, "check", good)
-    assert code == 0 and out == f"{good}: ok (1 variant)\n"
+    assert code == 0 and out == (f"{good}: ok (1 variant)\n  toynet_y_tiny: Y, 0.2M params, 0.028 GFLOPs@224, widths "
+                                 f"16,32,64,128, depths 1,1,2,1\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text("schema: 1\nvariants:\n  x1:\n    block: x\n    stem_width: true\n")
     code, out, err = run(capsys, "check", good, str(bad))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
-from harness import HIDDEN_RTOL, ops, random_state, rel_err
+from harness import HIDDEN_RTOL, LOGITS_RTOL, ops, random_state, rel_err
 from regnet_zoo.contract import check_image_batch
 from regnet_zoo.frameworks import WeightSource
 from regnet_zoo.options import SHARED_NAMES, UnsupportedOptionError, accepted_options
@@ -226,3 +226,46 @@ def test_shallow_features_only_loads_and_exports_timm_weights(fw, tmp_path):
     reference = rz.create(NAME, fw, features_only=True, out_indices=(1, 2, 3, 4), pretrained=str(path), **NCHW)
     for got, want in zip(maps, ops(fw).run(reference, x)[:2]):
         assert rel_err(got, want) < HIDDEN_RTOL
+
+
+ADHOC = {"name": "tiny_y", "block": "y", "stem_width": 16, "widths": [16, 32, 48, 64], "depths": [1, 1, 2, 1],
+         "group_width": 8}
+_adhoc_logits: dict = {}
+
+
+def test_adhoc_variant_from_dict_and_file(fw, tmp_path):
+    """issue 13: a variant given as a dict or a YAML file builds the same network in every framework: the plan's
+    feature_info, the canonical keys, and (same weights) the same logits as the dict in the other frameworks."""
+    from regnet_zoo.keys import canonical_shapes
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("schema: 1\nvariants:\n  tiny_y:\n" + "".join(
+        f"    {k}: {v}\n" for k, v in ADHOC.items() if k != "name") + "  tiny_x:\n" + "".join(
+        f"    {k}: {v}\n" for k, v in dict(ADHOC, block="x").items() if k != "name"))
+    plan = rz.plan(ADHOC)
+    state = random_state(ADHOC, num_classes=10)  # random_state takes any variant spec rz.plan does
+    assert sorted(state) == sorted(canonical_shapes(rz.plan(f"{path}::tiny_y"), 10, 3))
+    x = np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    outputs = []
+    for spec in (ADHOC, f"{path}::tiny_y"):
+        model = rz.create(spec, fw, num_classes=10, pretrained=WeightSource(state, "random", 10), **NCHW)
+        assert model.feature_info == plan.all_feature_info() and model.feature_info.channels() == [16, 16, 32, 48, 64]
+        assert sorted(ops(fw).export(model)) == sorted(state)
+        outputs.append(ops(fw).run(model, x))
+    assert np.array_equal(outputs[0], outputs[1])
+    for other, logits in _adhoc_logits.items():  # the frameworks that ran before
+        assert rel_err(outputs[0], logits) < LOGITS_RTOL, other
+    _adhoc_logits[fw] = outputs[0]
+    backbone = rz.create(f"{path}::tiny_x", fw, features_only=True, out_indices=(1, 3), **NCHW)
+    assert backbone.feature_info == rz.feature_info(f"{path}::tiny_x", (1, 3))
+    assert [m.shape for m in ops(fw).run(backbone, x)] == [(2, 16, 8, 8), (2, 48, 2, 2)]
+
+
+@pytest.mark.parametrize("change", [{"widths": [16, 32, 48, "x"]}, {"group_widht": 8}, {"group_width": 24},
+                                    {"name": "regnetx_002"}])
+def test_bad_adhoc_variant_same_error(fw, change):
+    """An invalid ad-hoc variant is refused by the registry loader before any framework builds anything."""
+    bad = dict(ADHOC, **change)
+    expected = error_of(lambda: rz.plan(bad))
+    assert expected is not None and expected[0] is rz.RegistryError
+    assert error_of(lambda: rz.create(bad, fw, **NCHW)) == expected

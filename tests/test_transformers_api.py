@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import rel_err
+from harness import randomize, rel_err
+from regnet_zoo.errors import WeightsError
 from hubcache import HubCache, use_hub_cache
 from testdeps import TESTS_DIR, require
 
@@ -50,21 +51,6 @@ def ours():
     import regnet_zoo.transformers as rzt
 
     return rzt
-
-
-def randomize(model, seed: int = 0):
-    """Random BN statistics and affine parameters of a torch model (zero-init BN weights hide mistakes)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model
 
 
 def image():
@@ -407,7 +393,7 @@ def test_flax_train_updates_every_batch_norm_and_dtype_is_compute_dtype():
 
 
 def test_bad_input_is_named(hub, tmp_path):
-    """Another model type, a hub repo that is not a RegNet, a config outside the registry, NHWC pixel values."""
+    """Another model type, a hub repo that is not a RegNet, a config regnet-zoo cannot build (gelu), NHWC pixel values."""
     require("torch", "tensorflow", "flax")
     import torch
 
@@ -422,8 +408,9 @@ def test_bad_input_is_named(hub, tmp_path):
         rzt.TFRegNetForImageClassification.from_pretrained("google/vit-base")
     with pytest.raises(Exception, match="HF_HUB_OFFLINE is set and nobody/regnet is not in the Hugging Face cache"):
         rzt.RegNetModel.from_pretrained("nobody/regnet")
-    with pytest.raises(NotImplementedError, match="issue 13"):
-        rzt.RegNetModel(rzt.RegNetConfig(hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], groups_width=16))
+    with pytest.raises(WeightsError, match=r"RegNetConfig: hidden_act='gelu' is not supported; regnet-zoo builds ReLU "
+                                           r"RegNets only \(hidden_act='relu'\)"):
+        rzt.RegNetModel(rzt.RegNetConfig(hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], hidden_act="gelu"))
     nhwc = np.zeros((1, 64, 64, 3), np.float32)
     config = rzt.RegNetConfig(**SPECS["regnety_002"])
     for cls, x in ((rzt.RegNetModel, torch.from_numpy(nhwc)), (rzt.TFRegNetModel, nhwc), (rzt.FlaxRegNetModel, nhwc)):

@@ -1,9 +1,9 @@
 """What the six model classes share, framework-free: config -> registry variant -> ``regnet_zoo.create``, and
 ``from_pretrained`` / ``save_pretrained`` over transformers' files.
 
-A config builds when it describes a registry variant (every ``facebook/regnet-*`` checkpoint does, as do the
-default ``RegNetConfig()`` = regnety_040 and any config written by ``save_pretrained``). Other configs are refused
-for now with ``NotImplementedError`` (issue 13 generalises the design space).
+A config that describes a registry variant builds that variant (every ``facebook/regnet-*`` checkpoint, the default
+``RegNetConfig()`` = regnety_040); any other X / Y, ReLU, 3-channel config builds an unnamed variant made from its
+fields (``weights.hf_config.unnamed_variant``), e.g. the tiny configs of transformers' own test suite.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import os
 from typing import Any, ClassVar
 
-from ..errors import WeightsError
+from ..variant import Variant
 from ..weights import match
 from ..weights.export import export_state, load_state
 from ..weights.hf_config import variant_from_config
@@ -27,16 +27,12 @@ LOADING_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "u
                   "low_cpu_mem_usage", "trust_remote_code")
 
 
-def variant_for(config: RegNetConfig) -> str:
-    """The registry variant ``config`` describes."""
+def variant_for(config: RegNetConfig) -> "str | Variant":
+    """The registry variant ``config`` describes (its name), else the unnamed variant built from its fields
+    (``WeightsError`` naming the field when regnet-zoo cannot build it)."""
     if not isinstance(config, RegNetConfig):
         raise TypeError(f"config must be a regnet_zoo.transformers.RegNetConfig, got {type(config).__name__}")
-    try:
-        return variant_from_config(config.to_dict(), "RegNetConfig")
-    except WeightsError as e:
-        raise NotImplementedError(f"{e}. Only configs that match a registry variant can be built today (every "
-                                  f"facebook/regnet-* checkpoint, RegNetConfig() = regnety_040, and the variants of "
-                                  f"rz.list_variants()); arbitrary transformers RegNet configs are issue 13") from None
+    return variant_from_config(config.to_dict(), "RegNetConfig")
 
 
 class PretrainedRegNet:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import WeightsError
 from . import keyspaces, match, readers
+from ..variant import Variant
 from .hf_config import variant_from_config
 
 
@@ -18,14 +19,15 @@ class Checkpoint:
 
     ``state`` maps canonical names to numpy arrays, memory-mapped from safetensors and zip pickles (nothing is read
     until used). ``variant`` comes from the directory's ``config.json`` when there is one, else from matching the
-    shapes against the registry (``None`` when nothing matches).
+    shapes against the registry (``None`` when nothing matches); a config.json describing no registry variant gives
+    the unnamed ``Variant`` built from it.
     """
 
     state: dict[str, Any]
     origin: str
     key_space: str
     format: str
-    variant: str | None
+    variant: "str | Variant | None"
     config: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UnknownVariantError, WeightsError
+from ..variant import Variant
 from . import hub, safetensors_io
 from .atomic import atomic_path
 from .checkpoint import Checkpoint, read_checkpoint
@@ -50,7 +51,7 @@ def open_source(source: str | os.PathLike, *, keys: str | None = None, bgr: bool
     return replace(ck, origin=weight.hub, variant=ck.variant or res.variant.name)
 
 
-def _native(ck: Checkpoint, variant: str, framework: str, dst: Path) -> Path:
+def _native(ck: Checkpoint, variant: "str | Variant", framework: str, dst: Path) -> Path:
     import numpy as np
 
     from ..api import create
@@ -68,7 +69,8 @@ def _native(ck: Checkpoint, variant: str, framework: str, dst: Path) -> Path:
         return dst
     return safetensors_io.save(native_state(model, framework), dst,
                                metadata={"format": "pt" if framework == "torch" else framework,
-                                         "regnet_zoo_variant": variant, "regnet_zoo_framework": framework})
+                                         "regnet_zoo_variant": getattr(variant, "name", variant),
+                                         "regnet_zoo_framework": framework})
 
 
 def convert_checkpoint(source: str | os.PathLike | Checkpoint, destination: str | os.PathLike, *, to: str = "timm",

@@ -1,5 +1,6 @@
 """transformers ``RegNetConfig`` (``config.json``, ``model_type: regnet``) <-> registry variants.
 
+A config that describes no registry variant becomes an unnamed variant (``hf_custom``, see ``unnamed_variant``).
 A config describes a network by ``embedding_size`` (stem width), ``hidden_sizes`` / ``depths`` per stage, one
 ``groups_width`` and ``layer_type`` (``x`` | ``y``; Y adds squeeze-excitation of a quarter of the block input
 width). transformers builds every grouped conv with ``groups = max(1, width // groups_width)``; a width that is not
@@ -11,10 +12,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import WeightsError
+from ..errors import UnknownVariantError, WeightsError
+from ..variant import Variant
 
 HF_SE_RATIO = 0.25
 HF_FIELDS = ("embedding_size", "hidden_sizes", "depths", "groups_width", "layer_type")
+UNNAMED = "hf_custom"  # name of the variant of a config that describes no registry variant
+UNSUPPORTED = (  # (field, the only value regnet-zoo builds, what that means)
+    ("hidden_act", "relu", "ReLU RegNets only"),
+    ("num_channels", 3, "3-channel (RGB) RegNets from transformers configs only"),
+    ("downsample_in_first_stage", True, "RegNets whose first stage downsamples (stride 2) only"),
+)
 
 
 def hf_groups(widths, groups_width: int) -> list[int]:
@@ -25,8 +33,18 @@ def describe(config: dict[str, Any]) -> str:
     return ", ".join(f"{k}={config.get(k)!r}" for k in HF_FIELDS)
 
 
-def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> str:
-    """The registry variant a transformers RegNet config describes (``WeightsError`` when there is none)."""
+def _refuse_unsupported(config: dict[str, Any], origin: str) -> None:
+    """A clear error for each field whose value regnet-zoo cannot build (ReLU, 3 channels, stride-2 first stage)."""
+    for key, default, allowed in UNSUPPORTED:
+        value = config.get(key, default)
+        if value != default:
+            raise WeightsError(f"{origin}: {key}={value!r} is not supported; regnet-zoo builds {allowed} "
+                               f"({key}={default!r})")
+
+
+def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> "str | Variant":
+    """The registry variant a transformers RegNet config describes (its name), else an unnamed variant (``hf_custom``)
+    built from the config through the registry loader; ``WeightsError`` when it cannot be built."""
     from ..api import list_variants, plan
 
     if config.get("model_type") != "regnet":
@@ -44,11 +62,9 @@ def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> 
         raise WeightsError(f"{origin}: layer_type {block!r} is not a RegNet X or Y block")
     if len(widths) != len(depths) or not widths:
         raise WeightsError(f"{origin}: hidden_sizes and depths must have one entry per stage ({describe(config)})")
-    if int(config.get("num_channels", 3)) != 3 or config.get("hidden_act", "relu") != "relu" or \
-            not config.get("downsample_in_first_stage", True):
-        raise WeightsError(f"{origin}: only RGB, ReLU RegNets downsampling in their first stage are supported "
-                           f"(num_channels={config.get('num_channels')}, hidden_act={config.get('hidden_act')}, "
-                           f"downsample_in_first_stage={config.get('downsample_in_first_stage')})")
+    if gw < 1:
+        raise WeightsError(f"{origin}: groups_width must be >= 1, got {gw}")
+    _refuse_unsupported(config, origin)
     groups = hf_groups(widths, gw)
     bad = [f"stage {i + 1}: {w} channels in {g} groups (groups_width {gw})" for i, (w, g) in
            enumerate(zip(widths, groups)) if w % g]
@@ -66,22 +82,46 @@ def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> 
     for name in ([preferred] if preferred in names else []) + names:
         if matches(name):
             return name
-    raise WeightsError(f"{origin}: describes a RegNet that is not in the registry ({describe(config)}); add it as a "
-                       f"variant (see registry.yaml) to build it")
+    return unnamed_variant(stem, widths, depths, groups, block, origin)
 
 
-def config_for(variant: str, num_classes: int, labels: list[str] | None = None) -> dict[str, Any]:
-    """A transformers ``RegNetConfig.to_dict()``-style config for ``variant`` with a ``num_classes`` head."""
+def unnamed_variant(stem: int, widths: list[int], depths: list[int], groups: list[int], block: str,
+                    origin: str) -> "Variant":
+    """The variant transformers builds for these fields: per-stage group width ``width // groups`` (so the plan has
+    transformers' group counts) and, for Y, ``se_ratio`` 0.25 of the block input width (transformers'
+    ``int(round(in_channels / 4))`` equals the plan's ``int(round(0.25 * in_width))``)."""
+    from ..adhoc import from_dict
+    from ..errors import RegistryError
+
+    fields: dict[str, Any] = {
+        "name": UNNAMED, "description": f"transformers RegNetConfig from {origin}", "block": block,
+        "stem_width": stem, "widths": widths, "depths": depths,
+        "group_width": [w // g for w, g in zip(widths, groups)],
+    }
+    if block == "y":
+        fields["se_ratio"] = HF_SE_RATIO
+    try:
+        return from_dict(fields, file=origin)
+    except RegistryError as e:
+        raise WeightsError(f"{origin}: this RegNet config cannot be built as a regnet-zoo variant:\n  "
+                           + "\n  ".join(e.problems)) from None
+
+
+def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | None = None) -> dict[str, Any]:
+    """A transformers ``RegNetConfig.to_dict()``-style config for ``variant`` (a registry name or an ad-hoc
+    ``Variant``) with a ``num_classes`` head."""
     from ..api import get_variant, plan
 
     v, p = get_variant(variant), plan(variant)
     gws = {s.group_width for s in p.stages if s.groups > 1} or {p.stages[-1].group_width}
     gw = max(gws)
+    widths, groups = [s.out_width for s in p.stages], [s.groups for s in p.stages]
+    # a groups_width whose max(1, width // groups_width) rule gives every stage's groups (e.g. an hf_custom variant)
+    gw = next((c for c in [gw, *sorted(s.group_width for s in p.stages)] if hf_groups(widths, c) == groups), gw)
     problems = []
-    if len(gws) > 1:
+    if len(gws) > 1 and hf_groups(widths, gw) != groups:
         problems.append(f"group widths differ per stage ({sorted(gws)}); transformers has one groups_width")
-    widths = [s.out_width for s in p.stages]
-    if hf_groups(widths, gw) != [s.groups for s in p.stages]:
+    if hf_groups(widths, gw) != groups:
         problems.append(f"transformers would build groups {hf_groups(widths, gw)}, the variant has "
                         f"{[s.groups for s in p.stages]}")
     if p.block == "y" and p.se_ratio != HF_SE_RATIO:
@@ -106,8 +146,18 @@ def config_for(variant: str, num_classes: int, labels: list[str] | None = None) 
         config["id2label"] = {str(i): n for i, n in enumerate(names)}
         config["label2id"] = {n: i for i, n in enumerate(names)} if len(set(names)) == len(names) else \
             {f"LABEL_{i}": i for i in range(num_classes)}
-    config["regnet_zoo_variant"] = v.name
+    if _registered(v):
+        config["regnet_zoo_variant"] = v.name
     return config
+
+
+def _registered(v: Variant) -> bool:
+    from ..api import get_variant
+
+    try:
+        return get_variant(v.name) == v
+    except UnknownVariantError:
+        return False
 
 
 def dumps(config: dict[str, Any]) -> str:

@@ -7,10 +7,11 @@ from typing import Any, Mapping
 
 from ..errors import WeightsError, spell
 from ..keys import canonical_shapes, check_state
+from ..variant import Variant
 
 
 @lru_cache(maxsize=None)
-def _backbone_shapes(variant: str, in_chans: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
+def _backbone_shapes(variant: "str | Variant", in_chans: int) -> tuple[tuple[str, tuple[int, ...]], ...]:
     from ..api import plan
 
     return tuple(canonical_shapes(plan(variant), 0, in_chans).items())
@@ -45,12 +46,14 @@ def identify(state: Mapping[str, Any]) -> list[str]:
     return [n for n in list_variants() if dict(_backbone_shapes(n, in_chans)) == body]
 
 
-def check_variant(state: Mapping[str, Any], variant: str, origin: str) -> None:
-    """Raise one ``WeightsError`` listing every key that does not fit ``variant`` (and which variant fits)."""
+def check_variant(state: Mapping[str, Any], variant: "str | Variant", origin: str) -> None:
+    """Raise one ``WeightsError`` listing every key that does not fit ``variant`` (a registry name or an ad-hoc
+    ``Variant``), and which registry variant fits."""
     from ..api import plan
 
     classes = head_classes(state)
-    expected = canonical_shapes(plan(variant), classes, _in_chans(state))
+    p = plan(variant)
+    expected = canonical_shapes(p, classes, _in_chans(state))
     if classes and "head.fc.bias" not in state:
         expected.pop("head.fc.bias")
     try:
@@ -60,4 +63,4 @@ def check_variant(state: Mapping[str, Any], variant: str, origin: str) -> None:
         use = spell("create({name!r}, ...)", name=fits[0]) if fits else ""
         hint = (f"\n  these weights fit variant {fits[0]!r}: {use}" if fits else
                 "\n  they fit no registry variant")
-        raise WeightsError(f"{e} (the model is {variant}){hint}") from None
+        raise WeightsError(f"{e} (the model is {p.name}){hint}") from None

@@ -168,9 +168,8 @@ def diagnose(path: str | os.PathLike) -> tuple[str, str] | None:
     return None
 
 
-def _unreadable(path: Path, error: BaseException) -> WeightsError:
-    """The error for a pickle checkpoint that did not load: what is wrong with the file, in our words. A reader's
-    own text is never passed on whole: torch's advises ``weights_only=False``, unsafe for untrusted files."""
+def _diagnosed(path: Path) -> WeightsError | None:
+    """What is wrong with a pickle checkpoint, found by reading it (damage first, then an unsafe global), if anything."""
     found = diagnose(path)
     if found is not None and found[0] == "damaged":
         return CorruptCheckpointError(f"{path}: {found[1]}")
@@ -179,6 +178,15 @@ def _unreadable(path: Path, error: BaseException) -> WeightsError:
         return _refused(path, what)
     if found is not None:
         return CorruptCheckpointError(f"{path}: {found[1]}")
+    return None
+
+
+def _unreadable(path: Path, error: BaseException) -> WeightsError:
+    """The error for a pickle checkpoint that did not load: what is wrong with the file, in our words. A reader's
+    own text is never passed on whole: torch's advises ``weights_only=False``, unsafe for untrusted files."""
+    diagnosed = _diagnosed(path)
+    if diagnosed is not None:
+        return diagnosed
     text = str(error)
     if "Unsupported" in text:  # torch's restricted unpickler refused an opcode or class in a well-formed pickle
         return _refused(path, "a Python object that is not a tensor")
@@ -283,14 +291,9 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def _numpy_load(path: Path) -> Any:
     if not zipfile.is_zipfile(path):
-        found = diagnose(path)
-        if found is not None and found[0] == "damaged":
-            raise CorruptCheckpointError(f"{path}: {found[1]}")
-        what = first_unsafe_global(path)
-        if what is not None:
-            raise _refused(path, what)
-        if found is not None:
-            raise CorruptCheckpointError(f"{path}: {found[1]}")
+        diagnosed = _diagnosed(path)
+        if diagnosed is not None:
+            raise diagnosed
         raise WeightsError(f"{path}: a legacy (pre-zip) torch pickle; reading it needs torch (pip install torch), "
                            f"or convert it to safetensors where torch is installed")
     try:

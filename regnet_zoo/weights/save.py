@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import WeightsError, spell
+from ..variant import Variant
 from . import hf_config, match, safetensors_io
 from .atomic import atomic_directory, atomic_file
 from .export import export_state
@@ -19,12 +20,14 @@ HF_CONFIG = "config.json"
 _STALE = ("model.safetensors.index.json",)  # would make transformers read old shards beside the new file
 
 
-def resolve_variant(state: Mapping[str, Any], variant: str | None, origin: str = "weights") -> str:
-    """``variant`` checked against ``state``, or the one registry variant the shapes fit."""
+def resolve_variant(state: Mapping[str, Any], variant: Any, origin: str = "weights") -> "str | Variant":
+    """``variant`` (a registry name, or an ad-hoc variant: dict, YAML path, ``Variant``) checked against ``state``,
+    or the one registry variant the shapes fit. Registry variants come back as their name."""
     from ..api import get_variant
 
     if variant is not None:
-        name = get_variant(variant).name
+        v = get_variant(variant)
+        name = v.name if hf_config._registered(v) else v
         match.check_variant(state, name, origin)
         return name
     found = match.identify(state)
@@ -52,7 +55,7 @@ def save_canonical(state: Mapping[str, Any], path: str | os.PathLike, *, variant
     """Canonical (timm) names in one safetensors file, which timm and every regnet-zoo framework load."""
     state = match.without_counters(state)
     name = resolve_variant(state, variant)
-    return safetensors_io.save(state, path, metadata={"format": "pt", "regnet_zoo_variant": name})
+    return safetensors_io.save(state, path, metadata={"format": "pt", "regnet_zoo_variant": getattr(name, "name", name)})
 
 
 def save_pretrained(model: Any, save_directory: str | os.PathLike, *, variant: str | None = None,

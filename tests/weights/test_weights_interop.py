@@ -153,9 +153,13 @@ def test_unbuildable_and_unknown_configs():
     with pytest.raises(WeightsError, match=r"cannot be built \(transformers cannot build it either\): stage 4: 5088 "
                                            r"channels in 7 groups \(groups_width 640\)"):
         hf_config.variant_from_config(seer_2560, "facebook/regnet-y-2560-seer")
-    other = dict(seer_2560, hidden_sizes=[64, 128, 256, 512], groups_width=16)
-    with pytest.raises(WeightsError, match="describes a RegNet that is not in the registry"):
-        hf_config.variant_from_config(other)
+    other = dict(seer_2560, hidden_sizes=[64, 128, 256, 512], groups_width=16)  # not a registry variant: built
+    variant = hf_config.variant_from_config(other)  # as transformers would (issue 13)
+    assert variant.name == "hf_custom" and [s.groups for s in rz.plan(variant).stages] == [4, 8, 16, 32]
+    with pytest.raises(WeightsError, match="hidden_sizes and depths must have one entry per stage"):
+        hf_config.variant_from_config(dict(other, depths=[1, 1]))
+    with pytest.raises(WeightsError, match=r"hf_custom.widths must have 4 entries, got 3"):
+        hf_config.variant_from_config(dict(other, hidden_sizes=[64, 128, 256], depths=[1, 1, 1]))
     with pytest.raises(WeightsError, match="model_type is 'resnet', not 'regnet'"):
         hf_config.variant_from_config({"model_type": "resnet"})
 

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness import randomize
+
 SMALL = ("regnetx_002", "regnety_002")
 HF_SMALL = {"regnetx_002": dict(hidden_sizes=[24, 56, 152, 368], depths=[1, 1, 4, 7], groups_width=8, layer_type="x"),
             "regnety_002": dict(hidden_sizes=[24, 56, 152, 368], depths=[1, 1, 4, 7], groups_width=8, layer_type="y")}
-
-
-def randomize(model, seed: int = 0):
-    """Random BN statistics and affine parameters (timm/HF zero-init some BN weights, which hides mistakes)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model.eval()
 
 
 def timm_model(name: str, num_classes: int = 1000, seed: int = 0):

@@ -1,0 +1,106 @@
+"""Ad-hoc variants: a variant given as a dict or a user's YAML file instead of a registry name.
+
+Both go through the registry loader (``registry_file.load_text`` / ``load_file``), so they get the same checks
+and the same ``file:line:col`` / did-you-mean errors as ``registry.yaml``. A dict holds the fields of one
+``registry.yaml`` entry (``name`` optional, default ``"custom"``); its errors start with ``<dict>:`` and name the
+field (``custom.widths[3] must be an int``), as the dict has no lines. A file holding several variants needs
+``path::name``. An ad-hoc variant may not reuse a registry name or alias (``data_config`` and
+``save_pretrained`` would find the registry's variant by that name).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import RegistryError, UnknownVariantError, describe
+from .registry_file import SCHEMA_VERSION, load_file, load_text
+from .variant import Location, Variant
+
+DEFAULT_NAME = "custom"
+DICT_FILE = "<dict>"
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def is_file_spec(spec: Any) -> bool:
+    """Whether ``spec`` names a YAML file (a path object, or a string ending in .yaml / .yml, maybe ``::name``)."""
+    if isinstance(spec, os.PathLike):
+        return True
+    return isinstance(spec, str) and spec.partition("::")[0].lower().endswith(YAML_SUFFIXES)
+
+
+def _plain(value: Any, where: str) -> Any:
+    """``value`` as YAML-representable built-ins (tuples -> lists, numpy scalars -> Python numbers)."""
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    raise TypeError(f"{where} must be a string, number, bool, list or mapping, got {type(value).__name__}")
+
+
+def from_dict(fields: dict[str, Any], file: str = DICT_FILE) -> Variant:
+    """Validate one variant given as a dict of ``registry.yaml`` entry fields (``name`` optional)."""
+    if not isinstance(fields, dict):
+        raise TypeError(f"an ad-hoc variant must be a dict of registry.yaml fields, got {describe(fields)}")
+    fields = dict(fields)
+    name = fields.pop("name", DEFAULT_NAME)
+    if not isinstance(name, str):
+        raise RegistryError([f"{file}: variant name must be a string, got {describe(name)}"])
+    text = yaml.safe_dump({"schema": SCHEMA_VERSION, "variants": {name: _plain(fields, name)}}, sort_keys=False)
+    try:
+        (variant,) = load_text(text, file)
+    except RegistryError as e:  # positions in the YAML text above mean nothing to the caller
+        raise RegistryError([re.sub(rf"^{re.escape(file)}:\d+:\d+:", f"{file}:", line) for line in e.problems]) \
+            from None
+    return _unclashed(replace(variant, location=Location(file, 1)))
+
+
+def from_file(spec: str | os.PathLike) -> Variant:
+    """The variant of a user's YAML file; ``path::name`` selects one of several."""
+    text = os.fspath(spec)
+    path, sep, name = text.partition("::") if isinstance(spec, str) else (text, "", "")
+    variants = load_file(Path(path).expanduser())
+    names = [v.name for v in variants]
+    if sep:
+        if name not in names:
+            from .registry import close_matches
+
+            close = close_matches(name, names)
+            hint = f"did you mean {path + '::' + close[0]!r}?" if close else f"it holds: {', '.join(names)}"
+            raise UnknownVariantError(f"{path} has no variant {name!r}; {hint}")
+        variant = variants[names.index(name)]
+    elif len(variants) != 1:
+        raise UnknownVariantError(f"{path} holds {len(variants)} variants ({', '.join(names) or 'none'}); say which "
+                                  f"with '{path}::NAME'")
+    else:
+        variant = variants[0]
+    return _unclashed(variant)
+
+
+def _unclashed(variant: Variant) -> Variant:
+    """``variant`` unless its name or an alias is a registry variant's (defined in another file)."""
+    from .plugins import get_host
+
+    registry = get_host().registry
+    for key in (variant.name, *variant.aliases):
+        try:
+            known = registry.resolve(key).variant
+        except UnknownVariantError:
+            continue
+        here = variant.location.file if variant.location else ""
+        there = known.location.file if known.location else ""
+        if here and there and os.path.realpath(here) == os.path.realpath(there):
+            return known  # a registry file itself, e.g. registry.yaml::regnetx_002
+        where = variant.location if variant.location and variant.location.file != DICT_FILE else DICT_FILE
+        raise RegistryError([f"{where}: {key!r} is already the registry variant "
+                             f"{known.name!r} ({known.source}); give the ad-hoc variant another name"])
+    return variant

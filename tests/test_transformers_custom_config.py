@@ -1,0 +1,129 @@
+"""issue 13: a transformers RegNetConfig that describes no registry variant (transformers' own test-suite tiny
+configs, a custom fine-tune) loads in all three frameworks as an unnamed variant built from its fields.
+
+The reference is a random transformers 4.x ``RegNetForImageClassification`` with randomised BN statistics and affine
+parameters (transformers initialises them to 0 / 1, which would make parity vacuous), saved with
+``save_pretrained``. torch must equal it exactly (the same timm-style ops in the same order); tf and flax within
+1e-4 of its scale.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from harness import LOGITS_RTOL, randomize, rel_err
+from testdeps import require
+
+CONFIGS = {
+    # transformers' tests/models/regnet/test_modeling_regnet.py RegNetModelTester.get_config, verbatim: its
+    # "embeddings_size" is no RegNetConfig field, so the stem keeps 32 channels and groups_width stays 64
+    "hf-test-suite": dict(num_channels=3, embeddings_size=10, hidden_sizes=[10, 20, 30, 40], depths=[1, 1, 2, 1],
+                          hidden_act="relu", num_labels=3),
+    # the tiny config as meant: 10-channel stem (SE of s1.b1: round(10 / 4) = 2, banker's rounding)
+    "stem10-y": dict(embedding_size=10, hidden_sizes=[10, 20, 30, 40], depths=[1, 1, 2, 1], num_labels=3),
+    # grouped convs: groups = width // groups_width = [2, 4, 6, 8]
+    "stem10-x-gw5": dict(embedding_size=10, hidden_sizes=[10, 20, 30, 40], depths=[1, 1, 2, 1], groups_width=5,
+                         layer_type="x", num_labels=3),
+    # max(1, 24 // 16) = 1 group of 24 and 3 groups of 16 in s4: a group width clipped / different per stage
+    "y-gw16": dict(embedding_size=16, hidden_sizes=[24, 32, 40, 48], depths=[1, 2, 1, 1], groups_width=16,
+                   layer_type="y", num_labels=3),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _checkpoint(case: str, tmp: str):
+    """(directory, input, transformers logits, transformers last_hidden_state) of a random transformers model."""
+    import torch
+    from transformers import RegNetConfig, RegNetForImageClassification
+
+    model = randomize(RegNetForImageClassification(RegNetConfig(**CONFIGS[case])), seed=sorted(CONFIGS).index(case))
+    directory = f"{tmp}/{case}"
+    model.save_pretrained(directory)
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        out = model(torch.from_numpy(x), output_hidden_states=True)
+    return directory, x, out.logits.numpy(), out.hidden_states[-1].numpy()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    require("torch", "transformers")
+    tmp = str(tmp_path_factory.mktemp("hf_custom"))
+    return lambda case: _checkpoint(case, tmp)
+
+
+@pytest.mark.parametrize("case", list(CONFIGS))
+def test_torch_equals_transformers_exactly(checkpoints, case, tmp_path):
+    import torch
+    from transformers import RegNetForImageClassification as HFClassifier
+
+    import regnet_zoo as rz
+    import regnet_zoo.transformers as rzt
+    from regnet_zoo.weights import hf_config
+
+    directory, x, logits, last = checkpoints(case)
+    assert rz.get_variant(hf_config.variant_from_config(rzt.RegNetConfig.from_pretrained(directory).to_dict())) \
+        .name == "hf_custom"
+    model = rzt.RegNetForImageClassification.from_pretrained(directory)
+    with torch.no_grad():
+        assert np.abs(model(torch.from_numpy(x)).logits.numpy() - logits).max() == 0.0
+        base = rzt.RegNetModel.from_pretrained(directory)
+        assert np.abs(base(torch.from_numpy(x)).last_hidden_state.numpy() - last).max() == 0.0
+    plain = rz.from_pretrained(directory, framework="torch").eval()
+    with torch.no_grad():
+        assert np.abs(plain(torch.from_numpy(x)).numpy() - logits).max() == 0.0
+    model.save_pretrained(tmp_path / "ours")  # written back: transformers loads it, with the same outputs
+    back = HFClassifier.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        assert np.abs(back(torch.from_numpy(x)).logits.numpy() - logits).max() == 0.0
+    rz.save_pretrained(plain, tmp_path / "rz", variant=hf_config.variant_from_config(model.config.to_dict()))
+    back = HFClassifier.from_pretrained(tmp_path / "rz").eval()
+    assert [back.config.hidden_sizes, back.config.depths, back.config.layer_type] == [
+        model.config.hidden_sizes, model.config.depths, model.config.layer_type]
+    with torch.no_grad():
+        assert np.abs(back(torch.from_numpy(x)).logits.numpy() - logits).max() == 0.0
+
+
+@pytest.mark.parametrize("framework", ["tf", "flax"])
+@pytest.mark.parametrize("case", ["hf-test-suite", "stem10-y", "y-gw16"])
+def test_tf_and_flax_match_transformers(checkpoints, case, framework, tmp_path):
+    require(*{"tf": ("tensorflow", "keras"), "flax": ("jax", "flax")}[framework])
+    import regnet_zoo as rz
+    import regnet_zoo.transformers as rzt
+    from harness import ops
+
+    directory, x, logits, last = checkpoints(case)
+    prefix = {"tf": "TF", "flax": "Flax"}[framework]
+    model = getattr(rzt, f"{prefix}RegNetForImageClassification").from_pretrained(directory)
+    assert rel_err(np.asarray(model(x).logits), logits) < LOGITS_RTOL
+    base = getattr(rzt, f"{prefix}RegNetModel").from_pretrained(directory)
+    assert rel_err(np.asarray(base(x).last_hidden_state), last) < LOGITS_RTOL
+    plain = rz.from_pretrained(directory, framework=framework, data_format="channels_first")
+    assert rel_err(ops(framework).run(plain, x), logits) < LOGITS_RTOL
+    model.save_pretrained(tmp_path / "ours")
+    from transformers import RegNetConfig
+
+    assert RegNetConfig.from_pretrained(tmp_path / "ours").hidden_sizes == CONFIGS[case]["hidden_sizes"]
+    again = getattr(rzt, f"{prefix}RegNetForImageClassification").from_pretrained(tmp_path / "ours")
+    assert rel_err(np.asarray(again(x).logits), logits) < LOGITS_RTOL
+
+
+def test_unsupported_fields_are_named():
+    import regnet_zoo.transformers as rzt
+    from regnet_zoo.errors import WeightsError
+    from regnet_zoo.weights import hf_config
+
+    tiny = dict(CONFIGS["stem10-y"], model_type="regnet")
+    for key, value, allowed in [("hidden_act", "gelu", "ReLU RegNets only (hidden_act='relu')"),
+                                ("num_channels", 1, "3-channel (RGB) RegNets from transformers configs only "
+                                                    "(num_channels=3)"),
+                                ("downsample_in_first_stage", False, "RegNets whose first stage downsamples (stride "
+                                                                     "2) only (downsample_in_first_stage=True)")]:
+        with pytest.raises(WeightsError) as e:
+            hf_config.variant_from_config(dict(tiny, **{key: value}), "my/config.json")
+        assert str(e.value) == f"my/config.json: {key}={value!r} is not supported; regnet-zoo builds {allowed}"
+    with pytest.raises(WeightsError, match="hidden_act='silu' is not supported"):
+        rzt.RegNetModel(rzt.RegNetConfig(**dict(CONFIGS["stem10-y"], hidden_act="silu")))
