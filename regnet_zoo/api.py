@@ -13,7 +13,7 @@ from .errors import FrameworkNotInstalledError, PluginError, WeightsError, descr
 from .frameworks import BuildRequest, FrameworkInfo, WeightSource, import_object
 from .feature_info import FeatureInfoList, normalize_out_indices
 from .options import parse_options
-from .plan import ArchPlan, build_plan
+from .plan import ArchPlan, build_plan, check_output_stride
 from .plugins import get_host
 from .registry import Resolved, close_matches
 from .variant import Variant, WeightTag
@@ -57,18 +57,23 @@ def get_variant(name: VariantSpec) -> Variant:
 
 
 @lru_cache(maxsize=None)
-def _plan_of(variant: Variant) -> ArchPlan:
-    return build_plan(variant)
+def _plan_of(variant: Variant, output_stride: int = 32) -> ArchPlan:
+    return build_plan(variant).with_output_stride(output_stride)
 
 
-def plan(name: VariantSpec) -> ArchPlan:
-    """Per-stage architecture plan of a variant, with complexity and feature metadata. Pure Python."""
-    return _plan_of(get_variant(name))
+def plan(name: VariantSpec, output_stride: int = 32) -> ArchPlan:
+    """Per-stage architecture plan of a variant, with complexity and feature metadata. Pure Python.
+
+    ``output_stride`` 16 / 8 dilates the later stages instead of striding them (timm's rule;
+    ``ArchPlan.with_output_stride``).
+    """
+    return _plan_of(get_variant(name), check_output_stride(output_stride))
 
 
-def feature_info(name: VariantSpec, out_indices: Iterable[int] = (1, 2, 3, 4)) -> FeatureInfoList:
+def feature_info(name: VariantSpec, out_indices: Iterable[int] = (1, 2, 3, 4), *,
+                 output_stride: int = 32) -> FeatureInfoList:
     """Channels, reduction and level of each feature map ``create(..., features_only=True)`` returns."""
-    return plan(name).feature_info(out_indices)
+    return plan(name, output_stride).feature_info(out_indices)
 
 
 def list_frameworks() -> list[FrameworkInfo]:
@@ -124,8 +129,8 @@ def create(name: VariantSpec, framework: str = "torch", **kwargs: Any):
     a YAML file path, ``path::name``, a ``Variant``) as a model of ``framework``.
 
     Keyword arguments are those of ``build_request``: ``pretrained``, ``num_classes``, ``features_only``,
-    ``out_indices``, ``in_chans`` and the options (shared: ``regnet_zoo.options.SharedOptions``; the framework's
-    own: ``Framework.options``).
+    ``out_indices``, ``in_chans``, ``output_stride`` and the options (shared: ``regnet_zoo.options.SharedOptions``;
+    the framework's own: ``Framework.options``).
     """
     fw, request = _request(name, framework, **kwargs)
     builder = import_object(fw.builder, f"framework {fw.name!r} (plugin {fw.plugin!r}) builder")
@@ -158,6 +163,7 @@ def _request(
     features_only: bool = False,
     out_indices: Iterable[int] = (1, 2, 3, 4),
     in_chans: int = 3,
+    output_stride: int = 32,
     **framework_kwargs: Any,
 ) -> tuple[Any, BuildRequest]:
     """Resolve and validate a ``create`` call into (framework record, ``BuildRequest``).
@@ -166,6 +172,8 @@ def _request(
     ``WeightSource`` (canonical weights in memory).
     ``num_classes``: classifier size (0 = pooled features); defaults to the weights' head, else 1000.
     ``features_only``: return a backbone giving the maps at ``out_indices`` (0 = stem, 1..4 = s1..s4).
+    ``output_stride``: 32, 16 or 8; stages past that reduction are dilated instead of strided (timm's rule, in the
+    plan the builder gets: ``BlockPlan.dilation``, ``StagePlan.stride``).
     ``framework_kwargs``: the options every framework shares (``regnet_zoo.options.SharedOptions``: drop_rate,
     drop_path_rate, frozen_stages, norm_eval, norm, force, dtype, data_format, fast, abstract) and the framework's
     own (``Framework.options``), validated here, before the framework is imported.
@@ -185,7 +193,7 @@ def _request(
         raise TypeError(f"features_only must be a bool, got {describe(features_only)}")
     indices = normalize_out_indices(out_indices)
     _check_int(in_chans, "in_chans", 1)
-    plan_ = _plan_of(res.variant)
+    plan_ = _plan_of(res.variant, check_output_stride(output_stride))
     if features_only:  # timm's features_only: nothing after the deepest requested map is built
         plan_ = plan_.truncated(max(indices))
     shared, extras = parse_options(fw, framework_kwargs, num_stages=len(plan_.stages),

@@ -1,4 +1,4 @@
-"""What a framework builder loads from ``BuildRequest.weights``: the shared head / strictness policy."""
+"""What a framework builder loads from ``BuildRequest.weights``: the shared head / stem / strictness policy."""
 
 from __future__ import annotations
 
@@ -7,6 +7,28 @@ from typing import Any, Mapping
 
 from .frameworks import BuildRequest
 from .keys import canonical_shapes, check_state
+
+STEM_CONV = "stem.conv.weight"
+
+
+def adapt_input_conv(weight: Any, in_chans: int) -> Any:
+    """timm's ``adapt_input_conv`` on a numpy OIHW stem kernel with ``c`` input channels, for ``in_chans`` inputs.
+
+    ``in_chans == 1``: the sum over the input channels; otherwise the channels repeated (cyclically) up to
+    ``in_chans`` and scaled by ``c / in_chans``. Computed in float32 (as timm), returned in the kernel's dtype.
+    """
+    import numpy as np
+
+    w = np.asarray(weight)
+    c = w.shape[1]
+    if in_chans == c:
+        return weight
+    w32 = w.astype(np.float32)
+    if in_chans == 1:
+        out = w32.sum(axis=1, keepdims=True)
+    else:
+        out = np.tile(w32, (1, -(-in_chans // c), 1, 1))[:, :in_chans] * np.float32(c / in_chans)
+    return out.astype(w.dtype)
 
 
 def expected_shapes(request: BuildRequest) -> dict[str, tuple[int, ...]]:
@@ -19,8 +41,9 @@ def state_to_load(request: BuildRequest) -> Mapping[str, Any] | None:
     """The canonical weights to load strictly into the model of ``request``, or ``None``.
 
     Head keys are dropped for a headless or ``features_only`` model, and when the requested ``num_classes``
-    differs from the checkpoint's (the head stays randomly initialised, with a warning saying so). Everything
-    else must match exactly; a mismatch raises ``WeightsError`` listing every bad key.
+    differs from the checkpoint's (the head stays randomly initialised, with a warning saying so). A stem conv with
+    other than ``in_chans`` input channels is adapted as timm does (``adapt_input_conv``). Everything else must
+    match exactly; a mismatch raises ``WeightsError`` listing every bad key.
     """
     source = request.weights
     if source is None:
@@ -39,6 +62,9 @@ def state_to_load(request: BuildRequest) -> Mapping[str, Any] | None:
         built = {"stem", *(s.name for s in request.plan.stages)}
         state = {k: v for k, v in state.items() if k.split(".", 1)[0] in built}
     expected = expected_shapes(request)
+    stem = state.get(STEM_CONV)
+    if stem is not None and len(stem.shape) == 4 and stem.shape[1] != request.in_chans:  # timm's pretrained in_chans
+        state = {**state, STEM_CONV: adapt_input_conv(stem, request.in_chans)}
     if "head.fc.weight" in expected and "head.fc.weight" not in state:
         expected = {k: v for k, v in expected.items() if not k.startswith("head.")}
         if source.num_classes == 0:

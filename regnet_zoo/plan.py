@@ -7,7 +7,11 @@ Conventions (timm's ``RegNet`` and HF's ``RegNetModel`` agree on all of them):
   the shape changes; bottleneck width = stage width (bottle ratio 1);
 * group width is clipped to the stage width; groups = bottleneck width // group width;
 * Y blocks carry squeeze-excitation of width ``round(se_ratio * block input width)`` (Python/banker's round);
-* feature indices: 0 = stem (stride 2), 1..4 = s1..s4 (strides 4..32); level names P1..P5.
+* feature indices: 0 = stem (stride 2), 1..4 = s1..s4 (strides 4..32); level names P1..P5;
+* ``output_stride`` 16 / 8 (``ArchPlan.with_output_stride``, timm's rule): once the network has reduced by
+  ``output_stride``, later stages get stride 1 and their 3x3 convs a growing dilation instead; the first block of a
+  dilated stage keeps the previous dilation (timm's ``first_dilation``: 1 when the stage's dilation is 1 or 2, else
+  2). Padding stays ``dilation * (k // 2)`` on each side, so stride-1 maps keep their size.
 """
 
 from __future__ import annotations
@@ -16,10 +20,20 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from . import complexity
+from .errors import describe
 from .feature_info import NUM_FEATURE_INDICES, FeatureInfo, FeatureInfoList, normalize_out_indices
 from .variant import Variant
 
 MIN_INPUT_SIZE = 2**NUM_FEATURE_INDICES
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def check_output_stride(value) -> int:
+    """``value`` if it is an allowed ``output_stride``, else a ``ValueError`` naming the option, value and choices."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in OUTPUT_STRIDES:
+        raise ValueError(f"output_stride must be one of {', '.join(map(str, OUTPUT_STRIDES))} (the reduction after "
+                         f"which later stages are dilated instead of strided), got {describe(value)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,11 +48,12 @@ class BlockPlan:
     groups: int
     se_width: int  # 0 when the block has no squeeze-excitation
     shortcut_conv: bool  # 1x1 conv + BN projection on the shortcut
+    dilation: int = 1  # of the grouped 3x3 conv (timm's ``dilation[0]``); padding = dilation each side
 
 
 @dataclass(frozen=True)
 class StagePlan:
-    """One stage: ``depth`` blocks of the same width; the first has stride 2."""
+    """One stage: ``depth`` blocks of the same width; the first has ``stride`` (2, or 1 when dilated)."""
 
     name: str  # "s1" .. "s4"
     index: int  # 1 .. 4
@@ -50,6 +65,7 @@ class StagePlan:
     groups: int
     bottleneck_width: int
     blocks: tuple[BlockPlan, ...]
+    dilation: int = 1  # timm's ``RegStage`` dilation: that of every block but the first (see ``BlockPlan``)
 
     @property
     def se_widths(self) -> tuple[int, ...]:
@@ -65,6 +81,7 @@ class ArchPlan:
     stem_width: int
     se_ratio: float
     stages: tuple[StagePlan, ...]
+    output_stride: int = 32  # total reduction of the last map (stages past it are dilated)
 
     @property
     def num_features(self) -> int:
@@ -113,6 +130,28 @@ class ArchPlan:
     def truncated(self, num_stages: int) -> "ArchPlan":
         """The plan up to stage ``num_stages`` (what a ``features_only`` model whose deepest index it is builds)."""
         return self if num_stages >= len(self.stages) else replace(self, stages=self.stages[:max(num_stages, 0)])
+
+    def with_output_stride(self, output_stride: int) -> "ArchPlan":
+        """This (undilated) plan with timm's ``output_stride`` rule applied (module docstring): strides and dilations
+        change, widths, groups, keys and parameters do not."""
+        check_output_stride(output_stride)
+        if output_stride == self.output_stride:
+            return self
+        if self.output_stride != 32:
+            raise ValueError(f"{self.name}: output_stride is already {self.output_stride}; apply it to the plain plan")
+        net_stride, dilation, stages = 2, 1, []
+        for s in self.stages:
+            stride = s.stride
+            if net_stride >= output_stride:
+                dilation, stride = dilation * s.stride, 1
+            else:
+                net_stride *= stride
+            first = 1 if dilation in (1, 2) else 2
+            blocks = tuple(replace(b, stride=stride if j == 0 else 1, dilation=first if j == 0 else dilation,
+                                   shortcut_conv=b.shortcut_conv or (j == 0 and first != dilation))
+                           for j, b in enumerate(s.blocks))
+            stages.append(replace(s, stride=stride, dilation=dilation, blocks=blocks))
+        return replace(self, stages=tuple(stages), output_stride=output_stride)
 
     @property
     def min_input_size(self) -> int:

@@ -101,26 +101,28 @@ def loaded_model(framework: str, name: str, num_classes: int = 1000, **kwargs: A
     return model
 
 
-def timm_model(name: str, state: dict[str, np.ndarray], num_classes: int = 1000):
-    """timm's own model for ``name`` (built from the same explicit plan) with ``state`` loaded, in eval mode."""
+def timm_model(name: str, state: dict[str, np.ndarray], num_classes: int = 1000, **timm_kwargs: Any):
+    """timm's own model for ``name`` (built from the same explicit plan) with ``state`` loaded, in eval mode;
+    ``timm_kwargs`` go to ``timm.create_model`` (``output_stride``, ``in_chans``)."""
     import timm
     import torch
 
     pl = rz.plan(name)
     assert name in timm.list_models("regnet*"), f"{name} is not a timm model"
-    model = timm.create_model(name, num_classes=num_classes)
+    model = timm.create_model(name, num_classes=num_classes, **timm_kwargs)
     sd = {k: torch.from_numpy(v) for k, v in state.items()}
     sd.update({k: torch.zeros((), dtype=torch.long) for k in model.state_dict() if k.endswith("num_batches_tracked")})
     model.load_state_dict(sd, strict=True)
-    assert sum(p.numel() for p in model.parameters()) == pl.params(num_classes)
+    assert sum(p.numel() for p in model.parameters()) == pl.params(num_classes, timm_kwargs.get("in_chans", 3))
     return model.eval()
 
 
-def timm_reference(name: str, state: dict[str, np.ndarray], x: np.ndarray, num_classes: int = 1000):
+def timm_reference(name: str, state: dict[str, np.ndarray], x: np.ndarray, num_classes: int = 1000,
+                   **timm_kwargs: Any):
     """(logits, [stem, s1, s2, s3, s4] maps) of timm's model on NCHW ``x``, as numpy."""
     import torch
 
-    model = timm_model(name, state, num_classes)
+    model = timm_model(name, state, num_classes, **timm_kwargs)
     with torch.no_grad():
         xt = torch.from_numpy(x)
         logits = model(xt).numpy()

@@ -133,6 +133,26 @@ def test_plan_and_feature_info():
             rz.feature_info("regnety_040", bad)
 
 
+def test_output_stride_is_in_the_plan():
+    """timm's rule, in pure Python: stages past the reduction get stride 1 and a dilation; block 0 of a dilated stage
+    keeps the previous one (1 for dilation 2, 2 for dilation 4). Keys, params and widths do not change."""
+    plain, os16, os8 = (rz.plan("regnety_040", s) for s in (32, 16, 8))
+    assert rz.plan("regnety_040") is plain and plain.output_stride == 32
+    assert [(s.stride, s.dilation) for s in os16.stages] == [(2, 1), (2, 1), (2, 1), (1, 2)]
+    assert [(s.stride, s.dilation) for s in os8.stages] == [(2, 1), (2, 1), (1, 2), (1, 4)]
+    assert [b.dilation for b in os8.stages[3].blocks] == [2, 4]
+    assert [b.dilation for b in os8.stages[2].blocks] == [1] + [2] * 11
+    assert [b.stride for b in os8.stages[2].blocks] == [1] * 12
+    assert all(b.shortcut_conv == (j == 0) for s in os8.stages for j, b in enumerate(s.blocks))
+    assert os8.params() == plain.params() and os8.flops() > os16.flops() > plain.flops()
+    assert rz.feature_info("regnety_040", output_stride=16).reduction() == [4, 8, 16, 16]
+    assert rz.feature_info("regnety_040", (0, 4), output_stride=8).reduction() == [2, 8]
+    with pytest.raises(ValueError, match=r"output_stride must be one of 8, 16, 32 .*got 12"):
+        rz.plan("regnety_040", 12)
+    with pytest.raises(ValueError, match="already 8"):
+        os8.with_output_stride(16)
+
+
 def test_create_through_toy_framework(toy_host):
     model = rz.create("regnety_040.ra3_in1k", framework="toyfw", num_classes=7, note="hi")
     req = model.request
@@ -142,6 +162,8 @@ def test_create_through_toy_framework(toy_host):
     assert [f.index for f in backbone.feature_info] == [0, 4]
     assert rz.create("regnety_120.sw_in12k", framework="toy").request.num_classes == 11821  # the tag's head
     assert rz.create("regnety_040", framework="toy").request.num_classes == 1000
+    req = rz.build_request("regnetx_002", framework="toy", features_only=True, out_indices=(3,), output_stride=8)
+    assert req.plan == rz.plan("regnetx_002", 8).truncated(3) and req.feature_info.reduction() == [8]
 
 
 def test_create_errors(toy_host, tmp_path):

@@ -146,6 +146,24 @@ def test_feature_info(fw):
         assert rz.create(NAME, fw, fast=True).feature_info == plan.all_feature_info()
 
 
+def test_output_stride_features_and_fast_path(fw):
+    """output_stride=8: feature_info reports the true reductions, a features_only model returns maps of those sizes,
+    and the framework's fast path (where it has one) computes the same dilated network."""
+    x = np.random.default_rng(3).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    backbone = rz.create(NAME, fw, features_only=True, out_indices=(2, 3, 4), output_stride=8, **NCHW)
+    assert backbone.feature_info == rz.feature_info(NAME, (2, 3, 4), output_stride=8)
+    assert backbone.feature_info.reduction() == [8, 8, 8]
+    assert [m.shape for m in ops(fw).run(backbone, x)] == [(2, 56, 8, 8), (2, 152, 8, 8), (2, 368, 8, 8)]
+    if "fast" in get_host().framework(fw).unsupported:
+        return
+    state = random_state(NAME, num_classes=10)
+    source = WeightSource(state, "random", 10)
+    plain = rz.create(NAME, fw, num_classes=10, pretrained=source, output_stride=16, **NCHW)
+    fast = rz.create(NAME, fw, num_classes=10, pretrained=source, output_stride=16, fast=True, **NCHW)
+    assert fast.feature_info.reduction() == [2, 4, 8, 16, 16]
+    assert rel_err(ops(fw).run(fast, x), ops(fw).run(plain, x)) < 1e-4
+
+
 def test_same_accepted_options(fw):
     framework = get_host().framework(fw)
     accepted = list(accepted_options(framework))
@@ -166,6 +184,11 @@ def test_same_accepted_options(fw):
     ({"norm_eval": True}, ValueError, "norm_eval=True freezes BatchNorm statistics, but no pretrained weights"),
     ({"drop_rate": 1.5}, ValueError, "drop_rate must be a float in [0, 1), got 1.5"),
     ({"norm": "batch"}, ValueError, "norm must be one of 'bn', 'frozen_bn', 'sync_bn', got 'batch'"),
+    ({"output_stride": 4}, ValueError, "output_stride must be one of 8, 16, 32 (the reduction after which later "
+                                       "stages are dilated instead of strided), got 4"),
+    ({"output_stride": 64}, ValueError, "output_stride must be one of 8, 16, 32"),
+    ({"output_stride": "16"}, ValueError, "output_stride must be one of 8, 16, 32"),
+    ({"output_stride": True}, ValueError, "output_stride must be one of 8, 16, 32"),
 ])
 def test_same_option_errors(fw, kwargs, kind, message):
     err = error_of(lambda: rz.create(NAME, fw, **kwargs))

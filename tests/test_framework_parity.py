@@ -53,6 +53,61 @@ def test_matches_timm_on_same_weights(framework, name):
         assert rel_err(got, want) <= hidden_tol, f"feature {i}"
 
 
+@pytest.mark.parametrize("output_stride", (16, 8))
+@pytest.mark.parametrize("name", ("regnetx_002", "regnety_002"))
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_output_stride_matches_timm(framework, name, output_stride):
+    """timm's ``create_model(name, output_stride=...)`` on the same weights: later stages dilated, not strided."""
+    require(*FRAMEWORK_MODULES[framework])
+    require("torch", "timm")
+    state, x = random_state(name), random_input()
+    ref_logits, ref_maps = timm_reference(name, state, x, output_stride=output_stride)
+    o = ops(framework)
+    logits_tol, hidden_tol = (0.0, 0.0) if framework == "torch" else (LOGITS_RTOL, HIDDEN_RTOL)
+
+    model = o.create(name, output_stride=output_stride)
+    o.load(model, state)
+    assert [f.reduction for f in model.feature_info] == [2, 4, 8, min(16, output_stride), output_stride]
+    assert rel_err(o.run(model, x), ref_logits) <= logits_tol
+    del model
+
+    backbone = o.create(name, features_only=True, out_indices=ALL, output_stride=output_stride)
+    want_info = rz.feature_info(name, ALL, output_stride=output_stride)
+    assert [f.as_dict() for f in backbone.feature_info] == [f.as_dict() for f in want_info]
+    o.load(backbone, {k: v for k, v in state.items() if not k.startswith("head.")})
+    maps = o.run(backbone, x)
+    assert [m.shape[-1] for m in maps] == [64 // f.reduction for f in want_info]
+    for i, (got, want) in enumerate(zip(maps, ref_maps)):
+        assert rel_err(got, want) <= hidden_tol, f"feature {i}"
+
+
+@pytest.mark.parametrize("in_chans", (1, 4))
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_in_chans_with_pretrained_matches_timm(framework, in_chans, tmp_path, monkeypatch):
+    """A 3-channel checkpoint file loaded with ``in_chans=k``: the stem adapted as timm's ``create_model(...,
+    pretrained=True, in_chans=k)`` adapts it (``adapt_input_conv``: sum for 1 channel, repeat and rescale)."""
+    require(*FRAMEWORK_MODULES[framework])
+    require("torch", "timm", "safetensors")
+    import timm
+    import torch
+    from safetensors.numpy import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = "regnety_002"
+    path = tmp_path / "model.safetensors"
+    save_file(random_state(name), str(path))
+    x = random_input(in_chans=in_chans)
+    ref = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                            in_chans=in_chans).eval()
+    with torch.no_grad():
+        ref_logits = ref(torch.from_numpy(x)).numpy()
+    o = ops(framework)
+    model = o.create(name, pretrained=str(path), in_chans=in_chans)
+    exported = o.export(model)["stem.conv.weight"]
+    assert np.array_equal(exported, ref.state_dict()["stem.conv.weight"].numpy())
+    assert rel_err(o.run(model, x), ref_logits) <= (0.0 if framework == "torch" else LOGITS_RTOL)
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_headless_and_subset_of_features(framework):
     require(*FRAMEWORK_MODULES[framework])

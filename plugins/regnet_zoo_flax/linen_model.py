@@ -35,6 +35,7 @@ class Conv(nn.Module):
     groups: int = 1
     use_bias: bool = False
     impl: str = "xla"
+    dilation: int = 1
 
     @nn.compact
     def __call__(self, x):
@@ -42,7 +43,8 @@ class Conv(nn.Module):
         kernel = self.param("kernel", _conv_init(self.groups), shape)
         bias = self.param("bias", lambda k, s: jnp.zeros(s, jnp.float32), (self.out_features,)) \
             if self.use_bias else None
-        return ops.conv2d(x, kernel, stride=self.stride, groups=self.groups, impl=self.impl, bias=bias)
+        return ops.conv2d(x, kernel, stride=self.stride, groups=self.groups, impl=self.impl, bias=bias,
+                          dilation=self.dilation)
 
 
 class BatchNorm(nn.Module):
@@ -85,11 +87,12 @@ class ConvNormAct(nn.Module):
     impl: str = "xla"  # grouped conv in inference mode
     train_impl: str = "xla"  # ... and in training mode
     where: str = ""
+    dilation: int = 1
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = Conv(self.in_features, self.out_features, self.kernel_size, self.stride, self.groups,
-                 impl=self.train_impl if train else self.impl, name="conv")(x)
+                 impl=self.train_impl if train else self.impl, dilation=self.dilation, name="conv")(x)
         x = BatchNorm(self.out_features, self.zero_init_bn, self.frozen, self.axis_name, where=f"{self.where}.bn",
                       name="bn")(x, train)
         return jax.nn.relu(x) if self.act else x
@@ -123,7 +126,7 @@ class Bottleneck(nn.Module):
                         name="conv1")(x, train)
         x = ConvNormAct(w, w, 3, b.stride, b.groups, frozen=self.frozen, axis_name=a,
                         impl=self.config.conv_impl(b.name), train_impl=self.config.conv_impl(b.name, True),
-                        where=f"{b.name}.conv2", name="conv2")(x, train)
+                        where=f"{b.name}.conv2", dilation=b.dilation, name="conv2")(x, train)
         if b.se_width:
             x = SqueezeExcite(w, b.se_width, name="se")(x)
         x = ConvNormAct(w, b.out_width, 1, act=False, zero_init_bn=self.config.zero_init_last, frozen=self.frozen,

@@ -53,14 +53,16 @@ class Conv(Module):
     computed in inference / training mode."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
-                 use_bias: bool = False, impl: str = "xla", train_impl: str | None = None, rngs: nnx.Rngs):
+                 use_bias: bool = False, impl: str = "xla", train_impl: str | None = None, dilation: int = 1,
+                 rngs: nnx.Rngs):
         shape = (kernel_size, kernel_size, in_features // groups, out_features)
         self.kernel = nnx.Param(_he_normal_fan_out(rngs.params(), shape, groups))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
         self.stride, self.groups, self.impl, self.train_impl = stride, groups, impl, train_impl or impl
+        self.dilation = dilation
 
     def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
-        return ops.conv2d(x, self.kernel[...], stride=self.stride, groups=self.groups,
+        return ops.conv2d(x, self.kernel[...], stride=self.stride, groups=self.groups, dilation=self.dilation,
                           impl=self.train_impl if training else self.impl,
                           bias=None if self.bias is None else self.bias[...])
 
@@ -100,9 +102,10 @@ class ConvNormAct(Module):
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
                  act: bool = True, zero_init_bn: bool = False, frozen: bool = False, axis_name=None,
-                 impl: str = "xla", train_impl: str | None = None, where: str = "", rngs: nnx.Rngs):
+                 impl: str = "xla", train_impl: str | None = None, where: str = "", dilation: int = 1,
+                 rngs: nnx.Rngs):
         self.conv = Conv(in_features, out_features, kernel_size, stride=stride, groups=groups, impl=impl,
-                         train_impl=train_impl, rngs=rngs)
+                         train_impl=train_impl, dilation=dilation, rngs=rngs)
         self.bn = BatchNorm(out_features, zero_init=zero_init_bn, frozen=frozen, axis_name=axis_name,
                             where=f"{where}.bn")
         self.act = act
@@ -131,7 +134,8 @@ class Bottleneck(Module):
         w, a = block.bottleneck_width, config.axis_name
         self.conv1 = ConvNormAct(block.in_width, w, 1, frozen=frozen, axis_name=a, where=f"{block.name}.conv1",
                                  rngs=rngs)
-        self.conv2 = ConvNormAct(w, w, 3, stride=block.stride, groups=block.groups, frozen=frozen, axis_name=a,
+        self.conv2 = ConvNormAct(w, w, 3, stride=block.stride, groups=block.groups, dilation=block.dilation,
+                                 frozen=frozen, axis_name=a,
                                  impl=config.conv_impl(block.name), train_impl=config.conv_impl(block.name, True),
                                  where=f"{block.name}.conv2", rngs=rngs)
         self.se = SqueezeExcite(w, block.se_width, rngs=rngs) if block.se_width else None

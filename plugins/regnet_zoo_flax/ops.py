@@ -29,35 +29,37 @@ def acc_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _pad(kernel_size: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    p = kernel_size // 2
+def _pad(kernel_size: int, dilation: int = 1) -> tuple[tuple[int, int], tuple[int, int]]:
+    p = dilation * (kernel_size // 2)
     return (p, p), (p, p)
 
 
-def _dense_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    return lax.conv_general_dilated(x, kernel, (stride, stride), _pad(kernel.shape[0]), dimension_numbers=_DN)
+def _dense_conv(x: jax.Array, kernel: jax.Array, stride: int, dilation: int = 1) -> jax.Array:
+    return lax.conv_general_dilated(x, kernel, (stride, stride), _pad(kernel.shape[0], dilation),
+                                    rhs_dilation=(dilation, dilation), dimension_numbers=_DN)
 
 
-def _loop_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int) -> jax.Array:
+def _loop_conv(x: jax.Array, kernel: jax.Array, stride: int, groups: int, dilation: int = 1) -> jax.Array:
     """Grouped conv as a ``fori_loop`` over groups: one dense conv on dynamic channel slices per iteration.
 
     Runs as fast as the unrolled per-group convs, but compiles one conv instead of ``groups`` of them.
     """
     n, h, w, _ = x.shape
     cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
-    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1  # 3x3, padding 1
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1  # 3x3, padding = dilation
 
     def body(g, y):
         xg = lax.dynamic_slice_in_dim(x, g * cin, cin, axis=3)
         kg = lax.dynamic_slice_in_dim(kernel, g * cout, cout, axis=3)
-        return lax.dynamic_update_slice_in_dim(y, _dense_conv(xg, kg, stride), g * cout, axis=3)
+        return lax.dynamic_update_slice_in_dim(y, _dense_conv(xg, kg, stride, dilation), g * cout, axis=3)
 
     return lax.fori_loop(0, groups, body, jnp.zeros((n, ho, wo, kernel.shape[-1]), x.dtype))
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, groups: int = 1, impl: str = "xla",
-           bias: jax.Array | None = None) -> jax.Array:
-    """NHWC conv with an HWIO kernel of shape (k, k, in / groups, out), PyTorch padding (k // 2 each side).
+           bias: jax.Array | None = None, dilation: int = 1) -> jax.Array:
+    """NHWC conv with an HWIO kernel of shape (k, k, in / groups, out), PyTorch padding (dilation * (k // 2) each
+    side; ``dilation`` > 1 only for k > 1, as ``output_stride`` plans give it).
 
     ``impl`` only matters for grouped convs: ``"xla"`` = one ``feature_group_count`` conv; ``"split"`` = one dense
     conv per group over channel slices, concatenated (unrolled); ``"loop"`` = the same in a ``fori_loop`` (one
@@ -69,16 +71,17 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, groups: int = 1,
             x = x[:, ::stride, ::stride, :]
         y = jnp.dot(x, kernel[0, 0])
     elif groups == 1 or impl == "xla":
-        y = lax.conv_general_dilated(x, kernel, (stride, stride), _pad(kernel.shape[0]), dimension_numbers=_DN,
+        y = lax.conv_general_dilated(x, kernel, (stride, stride), _pad(kernel.shape[0], dilation),
+                                     rhs_dilation=(dilation, dilation), dimension_numbers=_DN,
                                      feature_group_count=groups)
     elif impl == "split":
         cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
-        y = jnp.concatenate([_dense_conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], stride)
-                             for g in range(groups)], axis=-1)
+        y = jnp.concatenate([_dense_conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], stride,
+                                         dilation) for g in range(groups)], axis=-1)
     elif impl == "loop":
         if kernel.shape[0] != 3:
             raise ValueError("impl='loop' is written for RegNet's 3x3 grouped convs")
-        y = _loop_conv(x, kernel, stride, groups)
+        y = _loop_conv(x, kernel, stride, groups, dilation)
     else:
         raise ValueError(f"unknown conv impl {impl!r}; expected one of {CONV_IMPLS}")
     if bias is not None:

@@ -30,8 +30,9 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise_depths: Sequence[int],
                      stackwise_groups: Sequence[int], stackwise_se_widths: Sequence[Sequence[int]],
-                     name: str = "regnet", se_ratio: float = 0.0) -> ArchPlan:
-    """Rebuild the explicit ``ArchPlan`` a backbone config describes (the inverse of ``config_from_plan``)."""
+                     name: str = "regnet", se_ratio: float = 0.0, output_stride: int = 32) -> ArchPlan:
+    """Rebuild the explicit ``ArchPlan`` a backbone config describes (the inverse of ``config_from_plan``);
+    ``output_stride`` 16 / 8 dilates the later stages (``ArchPlan.with_output_stride``)."""
     lists = {"stackwise_widths": stackwise_widths, "stackwise_depths": stackwise_depths,
              "stackwise_groups": stackwise_groups, "stackwise_se_widths": stackwise_se_widths}
     lengths = {k: len(v) for k, v in lists.items()}
@@ -49,7 +50,7 @@ def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise
         stages.append(StagePlan(f"s{i}", i, prev, width, depth, 2, width // groups, groups, width, blocks))
         prev = width
     block = "y" if any(any(s) for s in stackwise_se_widths) else "x"
-    return ArchPlan(name, block, int(stem_width), se_ratio, tuple(stages))
+    return ArchPlan(name, block, int(stem_width), se_ratio, tuple(stages)).with_output_stride(output_stride)
 
 
 def config_from_plan(plan: ArchPlan) -> dict:
@@ -62,6 +63,7 @@ def config_from_plan(plan: ArchPlan) -> dict:
         "stackwise_se_widths": [list(s.se_widths) for s in plan.stages],
         "variant": plan.name,
         "se_ratio": plan.se_ratio,
+        "output_stride": plan.output_stride,
     }
 
 
@@ -85,11 +87,11 @@ class _Builder:
         return BatchNorm(norm_eval=self.norm_eval, synchronized=self.sync_bn, dtype=self.dtype, name=name,
                          gamma_initializer="zeros" if zero_init else "ones")(x)
 
-    def conv_bn(self, x, prefix, filters, kernel=1, stride=1, groups=1, act=True, zero_init=False):
-        if kernel > 1:
-            x = keras.layers.ZeroPadding2D(kernel // 2, dtype=self.dtype, name=f"{prefix}.pad")(x)
+    def conv_bn(self, x, prefix, filters, kernel=1, stride=1, groups=1, act=True, zero_init=False, dilation=1):
+        if kernel > 1:  # PyTorch's symmetric padding: dilation * (k // 2) each side
+            x = keras.layers.ZeroPadding2D(dilation * (kernel // 2), dtype=self.dtype, name=f"{prefix}.pad")(x)
         common = dict(strides=stride, padding="valid", use_bias=False, dtype=self.dtype, name=f"{prefix}.conv",
-                      kernel_initializer=conv_init(groups))
+                      kernel_initializer=conv_init(groups), dilation_rate=dilation)
         if groups > 1:
             x = GroupedConv2D(filters, kernel, groups=groups, impl=self.grouped_conv, **common)(x)
         else:
@@ -108,7 +110,7 @@ class _Builder:
     def block(self, x, b: BlockPlan):
         p = b.name
         y = self.conv_bn(x, f"{p}.conv1", b.bottleneck_width)
-        y = self.conv_bn(y, f"{p}.conv2", b.bottleneck_width, 3, b.stride, b.groups)
+        y = self.conv_bn(y, f"{p}.conv2", b.bottleneck_width, 3, b.stride, b.groups, dilation=b.dilation)
         if b.se_width:
             y = self.squeeze_excite(y, f"{p}.se", b.bottleneck_width, b.se_width)
         y = self.conv_bn(y, f"{p}.conv3", b.out_width, act=False, zero_init=True)
@@ -148,14 +150,15 @@ class RegNetBackbone(FeaturePyramidBackbone):
         grouped_conv: how grouped 3x3 convs run: ``"auto"``, ``"grouped"`` or ``"split"`` (same weights).
         drop_path_rate: stochastic depth on each block's residual branch, linear from 0 to this rate (timm).
         variant, se_ratio: metadata (the registry name and SE ratio the lists came from).
+        output_stride: 32, 16 or 8: stages past that reduction are dilated instead of strided (timm's rule).
     """
 
     def __init__(self, stem_width, stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths,
                  out_indices=None, image_shape=(None, None, 3), data_format="channels_last", frozen_stages=-1,
                  norm_eval=False, sync_bn=False, grouped_conv="auto", variant="regnet", se_ratio=0.0, dtype=None,
-                 drop_path_rate=0.0, **kwargs):
+                 drop_path_rate=0.0, output_stride=32, **kwargs):
         plan = plan_from_config(stem_width, stackwise_widths, stackwise_depths, stackwise_groups,
-                                stackwise_se_widths, variant, se_ratio)
+                                stackwise_se_widths, variant, se_ratio, output_stride)
         if data_format not in DATA_FORMATS:
             raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
         if grouped_conv not in GROUPED_CONV_IMPLS:
@@ -201,6 +204,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
         self.variant = variant
         self.se_ratio = se_ratio
         self.drop_path_rate = float(drop_path_rate)
+        self.output_stride = plan.output_stride
         self.plan = plan
         # Untracked: Keras would turn the entries into TrackedDicts.
         object.__setattr__(self, "feature_info", plan.all_feature_info() if indices is None else
@@ -274,6 +278,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
             "variant": self.variant,
             "se_ratio": self.se_ratio,
             "drop_path_rate": self.drop_path_rate,
+            "output_stride": self.output_stride,
         })
         return config
 

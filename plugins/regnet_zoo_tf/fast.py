@@ -75,11 +75,11 @@ class FrozenRegNet(tf.Module):
         c = {k: tf.constant(v) for k, v in self._consts.items()}
         x = tf.transpose(images, (0, 2, 3, 1)) if self.data_format == "channels_first" else images
 
-        def conv(x, p, stride=1, relu=True):  # a grouped kernel (3, 3, in / groups, out) makes a grouped conv
+        def conv(x, p, stride=1, relu=True, dilation=1):  # a grouped kernel (3, 3, in / groups, out): grouped conv
             k = c[f"{p}.kernel"]
             if k.shape[0] > 1:
-                x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-            y = tf.nn.bias_add(tf.nn.conv2d(x, k, stride, "VALID"), c[f"{p}.bias"])
+                x = tf.pad(x, [[0, 0], [dilation, dilation], [dilation, dilation], [0, 0]])
+            y = tf.nn.bias_add(tf.nn.conv2d(x, k, stride, "VALID", dilations=dilation), c[f"{p}.bias"])
             return tf.nn.relu(y) if relu else y
 
         maps = [conv(x, "stem", 2)]
@@ -88,7 +88,7 @@ class FrozenRegNet(tf.Module):
             x = maps[-1]
             for b in stage.blocks:
                 p = b.name
-                y = conv(conv(x, f"{p}.conv1"), f"{p}.conv2", b.stride)
+                y = conv(conv(x, f"{p}.conv1"), f"{p}.conv2", b.stride, dilation=b.dilation)
                 if b.se_width:
                     s = tf.reduce_mean(y, axis=(1, 2))
                     s = tf.nn.relu(tf.matmul(s, c[f"{p}.se.fc1.weight"]) + c[f"{p}.se.fc1.bias"])

@@ -22,23 +22,27 @@ from regnet_zoo.plan import ArchPlan
 from .outputs import RegNetOutput, classification_loss
 
 
-def build_block(plan_block, drop_path_rate: float = 0.0, norm_layer=nn.BatchNorm2d, device=None, dtype=None):
-    """timm's ``Bottleneck`` with exactly the widths, groups and SE width of ``plan_block`` (a ``BlockPlan``)."""
+def build_block(plan_block, drop_path_rate: float = 0.0, norm_layer=nn.BatchNorm2d, device=None, dtype=None,
+                stage_dilation: int = 1):
+    """timm's ``Bottleneck`` with exactly the widths, groups, SE width and dilation of ``plan_block`` (a
+    ``BlockPlan``); ``stage_dilation`` is its stage's (timm's ``dilation[1]``, which decides timm's shortcut)."""
     b = plan_block
     if b.bottleneck_width % b.groups:
         raise ValueError(f"{b.name}: {b.groups} groups do not divide bottleneck width {b.bottleneck_width}")
     block = Bottleneck(
-        b.in_width, b.out_width, stride=b.stride, dilation=(1, 1),
+        b.in_width, b.out_width, stride=b.stride, dilation=(b.dilation, stage_dilation),
         bottle_ratio=b.bottleneck_width / b.out_width, group_size=b.bottleneck_width // b.groups,
         se_ratio=b.se_width / b.in_width if b.se_width else 0.0, downsample="conv1x1",
         act_layer=nn.ReLU, norm_layer=norm_layer, drop_path_rate=drop_path_rate, device=device, dtype=dtype,
     )
     if b.se_width and block.se.fc1.out_channels != b.se_width:  # a third-party plan with its own SE rounding
         block.se = SEModule(b.bottleneck_width, rd_channels=b.se_width, act_layer=nn.ReLU, device=device, dtype=dtype)
-    got = (block.conv2.conv.groups, block.conv2.conv.out_channels, not isinstance(block.downsample, nn.Identity))
-    want = (b.groups, b.bottleneck_width, b.shortcut_conv)
+    got = (block.conv2.conv.groups, block.conv2.conv.out_channels, not isinstance(block.downsample, nn.Identity),
+           block.conv2.conv.dilation[0])
+    want = (b.groups, b.bottleneck_width, b.shortcut_conv, b.dilation)
     if got != want:  # pragma: no cover - guards timm changing its block rules under us
-        raise RuntimeError(f"{b.name}: timm built (groups, width, shortcut conv) {got}, the plan says {want}")
+        raise RuntimeError(f"{b.name}: timm built (groups, width, shortcut conv, dilation) {got}, the plan says "
+                           f"{want}")
     return block
 
 
@@ -88,9 +92,9 @@ class RegNetTrunk(nn.Module):
         self.stage_names = tuple(s.name for s in plan.stages[:num_stages])
         for stage, dpr in zip(plan.stages[:num_stages], rates):
             # timm's RegStage (grad checkpointing via checkpoint_seq), filled with the plan's blocks
-            module = RegStage(0, stage.in_width, stage.out_width, stage.stride, 1)
+            module = RegStage(0, stage.in_width, stage.out_width, stage.stride, stage.dilation)
             for b, rate in zip(stage.blocks, dpr):
-                module.add_module(b.name.split(".")[1], build_block(b, rate, **dd))
+                module.add_module(b.name.split(".")[1], build_block(b, rate, stage_dilation=stage.dilation, **dd))
             self.add_module(stage.name, module)
 
     def stages(self):

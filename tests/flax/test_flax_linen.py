@@ -150,3 +150,18 @@ def test_hooks_work_on_the_linen_pair(pair):
                                                   data_format="channels_first"), state)
     out = jax.jit(cf_module.apply)(cf_vars, jnp.asarray(x))
     assert rel_err(out, o.run(model, x)) < 1e-5
+
+
+@pytest.mark.parametrize("conv_impl", ("split", "loop"))
+def test_dilated_linen_and_grouped_conv_impls_agree(conv_impl):
+    """output_stride=8: the linen form and every grouped-conv impl compute the NNX model's dilated network."""
+    state = random_state(NAME)
+    model = load_canonical(rz.create(NAME, framework="flax", output_stride=8), state)
+    module, variables = load_canonical(rz.create(NAME, framework="flax", api="linen", output_stride=8), state)
+    other = load_canonical(rz.create(NAME, framework="flax", output_stride=8, conv_impl=conv_impl), state)
+    x = nhwc()
+    ref = model.predict(x, output_hidden_states=True)
+    assert [h.shape[1] for h in ref.hidden_states] == [32, 16, 8, 8, 8]
+    out = module.apply(variables, x, output_hidden_states=True)
+    assert rel_err(out.logits, ref.logits) < 1e-6
+    assert rel_err(other.predict(x), ref.logits) < 1e-5

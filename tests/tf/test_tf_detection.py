@@ -32,7 +32,8 @@ def _example():
 
 
 @pytest.mark.parametrize("kwargs", [dict(features_only=True, out_indices=(1, 2, 3, 4), frozen_stages=1, force=True),
-                                    dict(data_format="channels_first", grouped_conv="split")])
+                                    dict(data_format="channels_first", grouped_conv="split"),
+                                    dict(features_only=True, out_indices=(2, 3, 4), output_stride=8)])
 def test_backbone_is_a_registered_feature_pyramid_backbone_with_config_round_trip(kwargs):
     model = rz.create("regnety_002", "tf", **kwargs)
     backbone = model if isinstance(model, RegNetBackbone) else model.backbone

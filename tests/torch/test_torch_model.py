@@ -233,3 +233,31 @@ def test_reset_classifier_and_group_matcher():
     model.reset_classifier(0)
     assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 368)
     assert model.group_matcher() == {"stem": r"^stem", "blocks": r"^s(\d+)\.b(\d+)"}
+
+
+@pytest.mark.parametrize("output_stride", (32, 16, 8))
+@pytest.mark.parametrize("name", ("regnetx_002", "regnety_002"))
+def test_plan_complexity_counts_the_dilated_network_timm_runs(name, output_stride):
+    """flops / params / acts of ``rz.plan(name, output_stride)`` equal a count of timm's own ``output_stride`` model,
+    layer by layer on its real output shapes (pycls's rules: conv MACs + bias, linear MACs + bias)."""
+    model = timm.create_model(name, output_stride=output_stride).eval()
+    counted = {"flops": 0, "acts": 0}
+
+    def hook(module, inputs, out):
+        per_out = out[0].numel()  # one sample
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            counted["flops"] += per_out * k * module.in_channels // module.groups
+        else:
+            counted["flops"] += per_out * module.in_features
+        counted["flops"] += per_out if module.bias is not None else 0
+        counted["acts"] += per_out
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 96, 96))
+    cx = rz.plan(name, output_stride).complexity(96)
+    assert (cx.flops, cx.acts) == (counted["flops"], counted["acts"])
+    assert cx.params == sum(p.numel() for p in model.parameters()) == rz.plan(name).params()

@@ -142,3 +142,17 @@ def test_runner_restores_train_mode_and_returns_float32():
     model = rz.create("regnetx_002", dtype=torch.bfloat16).train()
     out = o.run(model, random_input(2, 64))
     assert model.training and out.dtype == np.float32 and out.shape == (2, 1000)
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float16))
+@pytest.mark.parametrize("in_chans", (1, 2, 3, 4, 5, 7))
+def test_stem_adaptation_is_timms_adapt_input_conv(in_chans, dtype):
+    """The host adapts a 3-channel stem for ``in_chans`` exactly as timm's ``adapt_input_conv`` (float32 math)."""
+    from timm.models._manipulate import adapt_input_conv as timm_adapt
+
+    from regnet_zoo.loading import adapt_input_conv
+
+    w = np.random.default_rng(0).normal(size=(32, 3, 3, 3)).astype(dtype)
+    want = timm_adapt(in_chans, torch.from_numpy(w.copy())).numpy()
+    got = adapt_input_conv(w, in_chans)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
