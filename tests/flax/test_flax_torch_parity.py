@@ -15,7 +15,10 @@ the float64 run's ReLU pattern both are at 6-7e-6. So the float32 test checks th
 side of zero than in float64 is within rounding of zero (``KINK_RTOL``), in both frameworks, and holds the gradient
 computed on the float64 ReLU pattern (the same pattern pinned in both) to 4x torch's own error on that pattern; the
 raw errors are printed. A float64 run (subprocess, flax_float64_check.py, one variant per process) holds every tensor
-to 1e-9 of torch in float64, where conditioning cannot hide anything.
+to 1e-9 of torch in float64, where conditioning cannot hide anything. The float64 run checks the semantics (BN with
+batch statistics, SE, residuals, grouped convs, loss), which are one code path for every variant: it runs on the
+core set and, under ``-m slow``, on ``FLOAT64_SLOW`` (the largest X, where the float32 gap was reported, and a
+mid-size Y), not on all 25 variants: at ~1-4 min each it would put the every-variant set past CI's time budget.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ BIGMEM_PARAMS = 80_000_000
 VARIANTS = [pytest.param(n, marks=(() if n in CORE else (pytest.mark.slow,))
                          + ((pytest.mark.bigmem,) if rz.plan(n).params() > BIGMEM_PARAMS else ()))
             for n in PARITY_VARIANTS]
+FLOAT64_SLOW = ("regnetx_320", "regnety_016")
+FLOAT64_VARIANTS = [p for p in VARIANTS if p.values[0] in CORE or p.values[0] in FLOAT64_SLOW]
 LABELS = np.array([3, 7])
 KINK_RTOL = 1e-5  # a float32 ReLU input may differ in sign from float64 only this close to zero (measured: 3e-7)
 
@@ -206,7 +211,7 @@ def test_training_step_matches_torch(name):
                                      f"torch {t_pinned:.2e}"
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", FLOAT64_VARIANTS)
 def test_training_step_matches_torch_exactly_in_float64(name):
     script = Path(__file__).with_name("flax_float64_check.py")
     proc = subprocess.run([sys.executable, str(script), name], capture_output=True, text=True, timeout=3600)

@@ -96,9 +96,19 @@ def test_timm_model_suite_core(timm_tests, tmp_path):
         check_variant(outcomes, name, abstract=False)
 
 
+CHUNKS = 3  # the every-variant run in 3 subprocesses of about equal size, so pytest-xdist can spread them
+
+
+def every_other_variant(chunk: int) -> list[str]:
+    """The non-core variants of ``chunk``: dealt round-robin by parameter count, so the chunks are of about equal cost."""
+    rest = sorted((n for n in rz.list_variants(framework="torch") if n not in CORE), key=lambda n: -rz.plan(n).params())
+    return rest[chunk::CHUNKS]
+
+
 @pytest.mark.slow
-def test_timm_model_suite_every_variant(timm_tests, tmp_path):
-    rest = [n for n in rz.list_variants(framework="torch") if n not in CORE]
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_timm_model_suite_every_variant(timm_tests, tmp_path, chunk):
+    rest = every_other_variant(chunk)
     abstract = [n for n in rest if rz.plan(n).params() > ABSTRACT_PARAMS]
     outcomes = run_timm_suite(timm_tests, rest, abstract, tmp_path)
     assert set(outcomes) == set(rest)
