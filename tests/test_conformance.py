@@ -18,6 +18,7 @@ from regnet_zoo.contract import check_image_batch
 from regnet_zoo.frameworks import WeightSource
 from regnet_zoo.options import SHARED_NAMES, UnsupportedOptionError, accepted_options
 from regnet_zoo.plugins import get_host
+from regnet_zoo.pretrained_cfg import pretrained_cfg
 
 NAME = "regnetx_002"
 FRAMEWORKS = [f.name for f in get_host().frameworks.values() if f.runner and f.loader and f.exporter]
@@ -144,6 +145,18 @@ def test_feature_info(fw):
     assert backbone.feature_info == rz.feature_info(NAME, (0, 3)) and backbone.feature_info.channels() == [32, 152]
     if "fast" not in get_host().framework(fw).unsupported:
         assert rz.create(NAME, fw, fast=True).feature_info == plan.all_feature_info()
+
+
+def test_timm_conventions(fw):
+    """issue 14: every model carries the tag's ``pretrained_cfg`` (even unloaded, as in timm), ``weight_tag`` and
+    ``variant_name``, so ``rz.data_config(model)`` gives the tag's pipeline."""
+    tag = "regnety_002.pycls_in1k"
+    res = rz.resolve(tag)
+    for features_only in (False, True):
+        model = rz.create(tag, fw, features_only=features_only)
+        assert model.pretrained_cfg == pretrained_cfg(res.variant, res.weight, features_only=features_only)
+        assert model.weight_tag == res.weight and model.variant_name == "regnety_002"
+        assert rz.data_config(model) == rz.data_config(tag)
 
 
 def test_output_stride_features_and_fast_path(fw):

@@ -34,11 +34,17 @@ from .nnx_model import RegNet
 from .weights import expected_shapes, init_canonical, load_canonical, set_canonical
 
 
-class LinenModel(NamedTuple):
-    """``create(..., api="linen")``: unpack as ``module, variables = ...``."""
-
+class _LinenPair(NamedTuple):
     module: RegNetLinen
     variables: dict
+
+
+class LinenModel(_LinenPair):
+    """``create(..., api="linen")``: unpack as ``module, variables = ...``.
+
+    Unlike a bare named tuple it carries attributes, as the NNX model does: ``pretrained_cfg`` (timm's data / head
+    config of the weight tag), and ``variant_name`` / ``weight_tag`` (set by ``rz.create``).
+    """
 
     @property
     def feature_info(self):
@@ -63,11 +69,13 @@ def build(request: BuildRequest):
     """Builder hook: a RegNet NNX module (or linen pair) for ``request``, with ``request.weights`` loaded."""
     config, opts = make_config(request)
     state = state_to_load(request)
+    cfg = pretrained_cfg(request.variant, request.weight, features_only=request.features_only)
     if opts["api"] == "linen":
-        return build_linen(config, state, seed=opts["seed"], abstract=opts["abstract"])
+        model = build_linen(config, state, seed=opts["seed"], abstract=opts["abstract"])
+        model.pretrained_cfg = cfg
+        return model
     model = build_nnx(config, state, seed=opts["seed"], abstract=opts["abstract"])
-    model.pretrained_cfg_items = tuple(pretrained_cfg(request.variant, request.weight,
-                                                      features_only=request.features_only).items())
+    model.pretrained_cfg_items = tuple(cfg.items())
     return model
 
 

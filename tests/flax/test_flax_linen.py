@@ -44,6 +44,18 @@ def test_same_tree_and_same_initial_values():
         assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)))
 
 
+def test_linen_model_carries_timms_conventions():
+    """issue 14: the linen pair carries what the NNX model carries, and still unpacks as (module, variables)."""
+    tag = "regnetx_002.pycls_in1k"
+    linen = rz.create(tag, framework="flax", api="linen")
+    nnx_model = rz.create(tag, framework="flax")
+    assert linen.pretrained_cfg == nnx_model.pretrained_cfg and linen.pretrained_cfg["tag"] == "pycls_in1k"
+    assert (linen.weight_tag, linen.variant_name) == (nnx_model.weight_tag, "regnetx_002")
+    assert rz.data_config(linen) == rz.data_config(tag)
+    module, variables = linen
+    assert module is linen.module and variables is linen.variables
+
+
 def test_same_outputs_in_inference_and_training(pair):
     model, (module, variables) = pair
     x = nhwc()
