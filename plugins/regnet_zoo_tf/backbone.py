@@ -46,7 +46,7 @@ def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise
         if len(se) != depth:
             raise ValueError(f"stage s{i}: stackwise_se_widths has {len(se)} entries for {depth} blocks")
         blocks = tuple(BlockPlan(f"s{i}.b{j + 1}", prev if j == 0 else width, width, width, 2 if j == 0 else 1,
-                                 groups, int(se[j]), j == 0) for j in range(depth))
+                                 groups, int(se[j]), "conv1x1" if j == 0 else "identity") for j in range(depth))
         stages.append(StagePlan(f"s{i}", i, prev, width, depth, 2, width // groups, groups, width, blocks))
         prev = width
     block = "y" if any(any(s) for s in stackwise_se_widths) else "x"
