@@ -14,6 +14,7 @@ require("torch", "timm")
 import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+from timm.layers import ConvNormAct  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
 from harness import LARGE_VARIANTS, ops, random_input, random_state  # noqa: E402
@@ -39,10 +40,11 @@ def test_structure_follows_the_plan_on_meta(name):
     for stage in plan.stages:
         for b in stage.blocks:
             block = model.get_submodule(b.name)
-            assert block.conv2.conv.groups == b.groups
-            assert block.conv2.conv.stride == (b.stride, b.stride)
+            conv2 = block.conv2 if plan.preact else block.conv2.conv  # timm's PreBottleneck: bare convs
+            assert conv2.groups == b.groups and conv2.stride == (b.stride, b.stride)
             assert (block.se.fc1.out_channels if b.se_width else 0) == b.se_width
-            assert isinstance(block.downsample, nn.Identity) != b.shortcut_conv
+            assert {"identity": nn.Identity, "none": type(None), "avg": nn.Sequential}.get(
+                b.shortcut, nn.Conv2d if plan.preact else ConvNormAct) is type(block.downsample)
 
 
 @pytest.mark.parametrize("name", ["regnetx_002", "regnety_040", "regnetx_080", "regnety_008_tv", "regnety_320"])
