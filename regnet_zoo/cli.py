@@ -164,7 +164,8 @@ def _print_show(rec: dict[str, Any]) -> None:
     out = [f"{rec['name']}: {rec['description'] or 'RegNet' + rec['block']}",
            f"  defined at   {rec['source']}",
            f"  block        {rec['block']}" + (f" (squeeze-excitation ratio {rec['se_ratio']})" if rec['se_ratio'] else ""),
-           f"  stem         3x3 conv stride 2 -> {rec['stem_width']} channels" + (" (bare conv)" if rec["preact"] else ""),
+           f"  stem         3x3 conv stride 2 -> {rec['stem_width']} channels"
+           + (" (bare conv)" if rec["preact"] else ""),
            f"  layers       {rec['layers']}"]
     if rec["aliases"]:
         out.append(f"  aliases      {', '.join(rec['aliases'])}")

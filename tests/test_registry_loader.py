@@ -159,7 +159,8 @@ def test_duplicate_names_and_aliases_across_files(tmp_path):
                            f"({a}:3 (plug_a))")
 
 
-SCHEMA2 = GOOD.replace("schema: 1", "schema: 2").replace("    generator: {w0: 24, wa: 36.44, wm: 2.49, depth: 13}\n", "")
+SCHEMA2 = GOOD.replace("schema: 1", "schema: 2").replace("    generator: {w0: 24, wa: 36.44, wm: 2.49, depth: 13}\n",
+                                                         "")
 
 
 def test_schema_2_fields_load_and_reach_the_plan():

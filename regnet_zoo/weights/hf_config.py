@@ -145,7 +145,8 @@ def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | N
                         f"{[s.groups for s in p.stages]}")
     if p.block == "y" and p.se_ratio != HF_SE_RATIO:
         problems.append(f"SE ratio {p.se_ratio}; transformers fixes it at {HF_SE_RATIO}")
-    beyond = sorted(p.design_features() - HF_DESIGN | ({f"act:{p.act}"} if p.act != "relu" and p.block == "y" else set()))
+    y_act = {f"act:{p.act}"} if p.act != "relu" and p.block == "y" else set()  # transformers' SE keeps ReLU
+    beyond = sorted(p.design_features() - HF_DESIGN | y_act)
     if beyond:
         problems.append(f"it needs {', '.join(beyond)}; transformers' RegNet has ReLU, BatchNorm and post-activation "
                         f"bottlenecks of ratio 1 with 1x1-conv shortcuts only")
