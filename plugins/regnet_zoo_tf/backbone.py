@@ -72,7 +72,8 @@ def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise
 
 
 def _undilated_strides(plan: ArchPlan) -> list[int]:
-    """Each stage's stride before ``with_output_stride`` (a dilated stage has stride 1 and the stride in its dilation)."""
+    """Each stage's stride before ``with_output_stride`` (a dilated stage has stride 1, its stride is in its
+    dilation)."""
     strides, prev = [], 1
     for s in plan.stages:
         strides.append(s.stride * (s.dilation // prev))
@@ -153,8 +154,8 @@ class _Builder:
 
     def squeeze_excite(self, x, prefix, width, se_width):
         s = keras.layers.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype, name=f"{prefix}.pool")(x)
-        s = keras.layers.Conv2D(se_width, 1, kernel_initializer=conv_init(), dtype=self.dtype, name=f"{prefix}.fc1")(s)
-        s = self.act(s, f"{prefix}.act")
+        s = keras.layers.Conv2D(se_width, 1, activation=self.plan.act, kernel_initializer=conv_init(), dtype=self.dtype,
+                                name=f"{prefix}.fc1")(s)  # the network's activation inside, as timm's SEModule
         s = keras.layers.Conv2D(width, 1, activation="sigmoid", kernel_initializer=conv_init(), dtype=self.dtype,
                                 name=f"{prefix}.fc2")(s)
         return keras.layers.Multiply(dtype=self.dtype, name=f"{prefix}.gate")([x, s])

@@ -82,25 +82,43 @@ def test_matches_timm_and_round_trips_weights(name):
     assert export_canonical(model).keys() == state.keys()  # the layers are exactly timm's modules, in its order
     o.load(model, state)
     err = rel_err(o.run(model, x), ref_logits)
-    print(f"{name}: logits {err:.2e}")
-    assert err <= LOGITS_RTOL
+    maps = [np.transpose(m, (0, 3, 1, 2)) for m in model(nhwc(x), output_hidden_states=True).hidden_states]
+    errs = [rel_err(got, want) for got, want in zip(maps, ref_maps)]
+    print(f"{name}: logits {err:.2e}, maps {' '.join(f'{e:.2e}' for e in errs)}")
+    assert err <= LOGITS_RTOL and len(maps) == 5 and max(errs) <= HIDDEN_RTOL
     exported = o.export(model)
     assert list(exported) == list(state)
     for key, value in state.items():
         assert exported[key].dtype == value.dtype and np.array_equal(exported[key], value), key
-
     fast = optimize_for_inference(model)
     assert rel_err(o.run(fast, x), o.run(model, x)) <= FAST_RTOL
     assert rel_err(o.run(fast, x), ref_logits) <= LOGITS_RTOL
-    del model, fast
 
-    backbone = o.create(name, features_only=True, out_indices=ALL)
-    assert [f.as_dict() for f in backbone.feature_info] == [f.as_dict() for f in rz.feature_info(name, ALL)]
+
+@pytest.mark.parametrize("name, output_stride", [("regnetz_005", 32), ("regnetv_064", 8)])
+def test_features_only_matches_timm(name, output_stride):
+    """No final conv / act in a backbone; regnetv_064 at output_stride 8 takes timm's AvgPool2dSame shortcut (s4.b1:
+    stride 1, dilation 2)."""
+    import timm
+    import torch
+
+    state = canonical(timm_model(name))
+    ref = timm.create_model(name, output_stride=output_stride).eval()
+    missing, unexpected = ref.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing)
+    x = random_input()
+    with torch.no_grad():
+        ref_maps = [m.numpy() for m in ref.forward_intermediates(torch.from_numpy(x), indices=5,
+                                                                 intermediates_only=True)]
+    o = ops("tf")
+    backbone = o.create(name, features_only=True, out_indices=ALL, output_stride=output_stride)
+    assert [f.as_dict() for f in backbone.feature_info] == \
+        [f.as_dict() for f in rz.feature_info(name, ALL, output_stride=output_stride)]
     assert not [layer.name for layer in backbone.layers if layer.name.startswith("final_conv")]
     o.load(backbone, {k: v for k, v in state.items() if k.split(".", 1)[0] not in ("head", "final_conv")})
     maps = o.run(backbone, x)
     errs = [rel_err(got, want) for got, want in zip(maps, ref_maps)]
-    print(f"{name}: maps {' '.join(f'{e:.2e}' for e in errs)}")
+    print(f"{name} output_stride {output_stride}: maps {' '.join(f'{e:.2e}' for e in errs)}")
     assert len(maps) == 5 and max(errs) <= HIDDEN_RTOL
     fast_maps = optimize_for_inference(backbone)(nhwc(x))
     assert all(rel_err(np.transpose(f, (0, 3, 1, 2)), m) <= FAST_RTOL for f, m in zip(fast_maps, maps))
