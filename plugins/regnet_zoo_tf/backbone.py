@@ -1,12 +1,16 @@
-"""``RegNetBackbone``: a RegNet X/Y trunk as a keras-hub ``FeaturePyramidBackbone`` (functional, NHWC inside).
+"""``RegNetBackbone``: a RegNet trunk as a keras-hub ``FeaturePyramidBackbone`` (functional, NHWC inside): X / Y and
+timm's wider design space (pre-activation RegNetV, GroupNorm, SiLU / GELU, avg-pool or absent shortcuts, bottleneck
+ratio, linear_out and a final 1x1 conv as in RegNetZ), one block definition reading the plan.
 
 Every layer is named after its canonical (timm) module path: ``stem.conv``, ``stem.bn``, ``s2.b1.conv2.conv``,
 ``s2.b1.se.fc1``, ``s2.b1.downsample.bn`` ..., so ``backbone.get_layer("s3.b2.conv1.bn")`` holds exactly the
-tensors of ``s3.b2.conv1.bn.{weight,bias,running_mean,running_var}`` and weights move in and out by name.
+tensors of ``s3.b2.conv1.bn.{weight,bias,running_mean,running_var}`` and weights move in and out by name (a
+pre-activation network's bare convs and norms are ``s3.b2.conv1``, ``s3.b2.norm1``; after s4: ``final_conv.*``).
 
 Two forms, one class:
 
-* ``out_indices=None`` (keras-hub form): the output is the last stage map, ``pyramid_outputs`` holds P2..P5, and
+* ``out_indices=None`` (keras-hub form): the output is the head's input (the last stage map, or what the plan's
+  final conv / activation makes of it), ``pyramid_outputs`` holds the stage maps P2..P5, and
   ``keras_hub.models.ImageClassifier(backbone=...)`` takes it as it is;
 * ``out_indices=(1, 2, 3, 4)`` (timm's ``features_only``): the output is the list of those maps (0 = stem), and
   ``pyramid_outputs`` holds their levels (P1..P5), so ``keras_hub.models.RetinaNetBackbone(image_encoder=...)``
@@ -218,7 +222,7 @@ class _Builder:
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RegNetBackbone(FeaturePyramidBackbone):
-    """RegNet X/Y feature extractor, built from explicit per-stage lists (see ``config_from_plan``).
+    """RegNet feature extractor, built from explicit per-stage lists and design fields (see ``config_from_plan``).
 
     Args:
         stem_width: channels of the stem conv.
@@ -236,6 +240,10 @@ class RegNetBackbone(FeaturePyramidBackbone):
         drop_path_rate: stochastic depth on each block's residual branch, linear from 0 to this rate (timm).
         variant, se_ratio: metadata (the registry name and SE ratio the lists came from).
         output_stride: 32, 16 or 8: stages past that reduction are dilated instead of strided (timm's rule).
+        stackwise_bottleneck_widths, stackwise_strides: per stage (default: the stage widths, 2).
+        act, norm, norm_group_size, preact, linear_out, final_width, downsample: the network-wide design-space
+            fields of ``regnet_zoo.plan.ArchPlan`` (defaults: RegNet X / Y). A ``features_only`` form
+            (``out_indices``) builds nothing after the last stage, as timm's.
     """
 
     def __init__(self, stem_width, stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths,
