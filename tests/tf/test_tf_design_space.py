@@ -188,3 +188,34 @@ def test_training_forward_matches_torch_train_mode(name):
     assert bool(stats) == (name == "regnetv_040")
     for k in stats:
         assert rel_err(updated[k], after[k]) <= HIDDEN_RTOL, k
+
+
+# Tiny ad-hoc variants for the combinations no registry variant has (GELU, GroupNorm with pre-activation, a stride-1
+# stage, bottleneck ratios 2 and 0.5, avg shortcuts with norms at output_stride 8), against the torch plugin (timm's
+# own blocks, equal to timm), and through the fast path and TFLite.
+TINY = {
+    "tiny_v": ({"name": "tiny_v", "block": "y", "stem_width": 16, "widths": [16, 32, 48, 64], "depths": [1, 2, 1, 1],
+                "group_width": 8, "act": "gelu", "norm": "groupnorm", "norm_group_size": 8, "preact": True,
+                "downsample": "avg", "bottle_ratio": 2.0, "strides": [2, 1, 2, 2], "num_features": 96}, {}),
+    "tiny_z": ({"name": "tiny_z", "block": "y", "stem_width": 16, "widths": [32, 48, 64, 96], "depths": [1, 2, 1, 1],
+                "group_width": 8, "act": "silu", "norm": "groupnorm", "norm_group_size": 8, "downsample": "avg",
+                "linear_out": True, "bottle_ratio": 0.5}, {"output_stride": 8}),
+}
+
+
+@pytest.mark.parametrize("key", sorted(TINY))
+def test_tiny_design_combinations_match_torch_fast_and_tflite(key, tmp_path):
+    from harness import random_state
+
+    spec, kwargs = TINY[key]
+    state, x = random_state(spec), random_input()
+    torch_ops, tf_ops = ops("torch"), ops("tf")
+    ref = torch_ops.create(spec, **kwargs)
+    torch_ops.load(ref, state)
+    model = tf_ops.create(spec, **kwargs)
+    tf_ops.load(model, state)
+    want, got = torch_ops.run(ref, x), tf_ops.run(model, x)
+    assert rel_err(got, want) <= LOGITS_RTOL
+    assert rel_err(tf_ops.run(optimize_for_inference(model), x), got) <= FAST_RTOL
+    report = rz.export(model, tmp_path / f"{key}.tflite", "tflite", input_size=64)
+    assert report.passed and all(o.max_rel <= LOGITS_RTOL for o in report.outputs), str(report)
