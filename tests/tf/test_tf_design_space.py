@@ -128,6 +128,8 @@ def test_final_conv_output_is_the_last_hidden_state_and_feeds_the_head():
     """regnetz_005: s4 (hidden_states[-1]) is taken before the final 1x1 conv (1024 channels) the head pools."""
     state, x, ref_logits, ref_maps = reference("regnetz_005")
     model = rz.create("regnetz_005", "tf")
+    fresh = export_canonical(model)  # timm's regnetz_* keep their last norm at 1 (zero_init_last=False)
+    assert np.all(fresh["s4.b1.conv3.bn.weight"] == 1) and np.all(fresh["final_conv.bn.weight"] == 1)
     load_canonical(model, state)
     out = model(nhwc(x), output_hidden_states=True)
     assert len(out.hidden_states) == 5
@@ -143,7 +145,7 @@ def test_final_conv_output_is_the_last_hidden_state_and_feeds_the_head():
 @pytest.mark.parametrize("output_stride", (32, 16, 8))
 def test_config_lists_rebuild_every_plan(output_stride):
     for name in rz.list_variants():
-        plan = rz.plan(name, output_stride=output_stride) if output_stride != 32 else rz.plan(name)
+        plan = rz.plan(name, output_stride)
         assert plan_from_config(**{("name" if k == "variant" else k): v
                                    for k, v in config_from_plan(plan).items()}) == plan, name
 
@@ -180,6 +182,8 @@ def test_training_forward_matches_torch_train_mode(name):
     with torch.no_grad():
         want = ref(torch.from_numpy(x)).numpy()
     model = rz.create(name, "tf")
+    if name == "regnety_040_sgn":  # fresh weights: the last (group) norm of each block zeroed, as timm
+        assert not np.any(export_canonical(model)["s2.b1.conv3.bn.weight"])
     load_canonical(model, state)
     got = model(nhwc(x), training=True)
     assert rel_err(got, want) <= LOGITS_RTOL
