@@ -35,6 +35,11 @@ def list_variants(pattern: str = "*", *, pretrained: bool = False, framework: st
     return names
 
 
+def frameworks_that_build(variant: Variant) -> list[str]:
+    """Names of the registered frameworks that declare what ``variant`` needs (its block and design features)."""
+    return [fw.name for fw in get_host().frameworks.values() if _builds(fw, variant)]
+
+
 def _builds(fw: Framework, variant: Variant) -> bool:
     """True when ``fw`` declares every block type and design feature ``variant`` needs."""
     return variant.block in fw.blocks and build_plan(variant).design_features() <= set(fw.design_features)
