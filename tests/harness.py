@@ -36,7 +36,7 @@ def random_state(name: str, num_classes: int = 1000, in_chans: int = 3, seed: in
         elif key.endswith("running_var"):
             arr = rng.uniform(0.5, 1.5, shape)
         elif key.endswith("weight") and len(shape) == 1:  # a norm's scale (bn.weight, or normN.weight in preact)
-            lo, hi = (0.1, 0.4) if ".conv3." in key else (0.5, 1.5)  # keep residual sums bounded
+            lo, hi = (0.1, 0.4) if ".conv3." in key or ".norm3." in key else (0.5, 1.5)  # bounded residual sums
             arr = rng.uniform(lo, hi, shape)
         elif key.endswith("bias"):
             arr = rng.normal(0.0, 0.1, shape)
