@@ -10,7 +10,7 @@ from typing import Any, Iterable, Union
 from . import adhoc
 
 from .errors import FrameworkNotInstalledError, PluginError, WeightsError, describe, spell
-from .frameworks import BuildRequest, FrameworkInfo, WeightSource, import_object
+from .frameworks import BuildRequest, Framework, FrameworkInfo, WeightSource, import_object
 from .feature_info import FeatureInfoList, normalize_out_indices
 from .options import parse_options
 from .plan import ArchPlan, build_plan, check_output_stride
@@ -30,9 +30,14 @@ def list_variants(pattern: str = "*", *, pretrained: bool = False, framework: st
     host = get_host()
     names = host.registry.list(pattern, pretrained=pretrained)
     if framework is not None:
-        blocks = host.framework(framework).blocks
-        names = [n for n in names if host.registry.resolve(n).variant.block in blocks]
+        fw = host.framework(framework)
+        names = [n for n in names if _builds(fw, host.registry.resolve(n).variant)]
     return names
+
+
+def _builds(fw: Framework, variant: Variant) -> bool:
+    """True when ``fw`` declares every block type and design feature ``variant`` needs."""
+    return variant.block in fw.blocks and build_plan(variant).design_features() <= set(fw.design_features)
 
 
 VariantSpec = Union[str, "os.PathLike[str]", dict, Variant]
@@ -149,6 +154,17 @@ def _labelled(model: Any, request: BuildRequest) -> Any:
     return model
 
 
+def _check_design_features(fw: Framework, plan_: ArchPlan) -> None:
+    """Refuse, before importing anything, a plan that needs what the framework does not build, naming both and the
+    frameworks that do build it."""
+    lacking = sorted(plan_.design_features() - set(fw.design_features))
+    if lacking:
+        able = [f.name for f in get_host().frameworks.values() if plan_.design_features() <= set(f.design_features)]
+        hint = f"frameworks that build it: {', '.join(able)}" if able else "no registered framework builds it yet"
+        raise ValueError(f"framework {fw.name!r} cannot build {plan_.name}: it needs {', '.join(lacking)}, which "
+                         f"{fw.name!r} does not support yet; {hint}")
+
+
 def build_request(name: VariantSpec, framework: str = "torch", **kwargs: Any) -> BuildRequest:
     """The validated ``BuildRequest`` ``create`` hands the framework's builder (nothing is built or imported)."""
     return _request(name, framework, **kwargs)[1]
@@ -194,6 +210,7 @@ def _request(
     indices = normalize_out_indices(out_indices)
     _check_int(in_chans, "in_chans", 1)
     plan_ = _plan_of(res.variant, check_output_stride(output_stride))
+    _check_design_features(fw, plan_)
     if features_only:  # timm's features_only: nothing after the deepest requested map is built
         plan_ = plan_.truncated(max(indices))
     shared, extras = parse_options(fw, framework_kwargs, num_stages=len(plan_.stages),

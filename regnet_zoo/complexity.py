@@ -47,27 +47,41 @@ def count(plan: "ArchPlan", resolution: int = 224, num_classes: int = 1000, in_c
         raise ValueError(f"need resolution >= 1, num_classes >= 0, in_chans >= 1; got {resolution}, "
                          f"{num_classes}, {in_chans}")
     c = _Counter(resolution)
+    post = not plan.preact  # norms after convs (pre-activation: before them, none on the stem / shortcut)
     c.conv(in_chans, plan.stem_width, 3, stride=2)
-    c.norm(plan.stem_width)
+    if post:
+        c.norm(plan.stem_width)
     for stage in plan.stages:
         for b in stage.blocks:
             if b.shortcut_conv:
                 h, w = c.h, c.w
-                c.conv(b.in_width, b.out_width, 1, stride=b.stride)
-                c.norm(b.out_width)
+                if b.shortcut == "avg":  # pooling first (free), then a stride-1 conv on the pooled map
+                    c.h, c.w = -(-c.h // b.stride), -(-c.w // b.stride)
+                c.conv(b.in_width, b.out_width, 1, stride=1 if b.shortcut == "avg" else b.stride)
+                if post:
+                    c.norm(b.out_width)
                 c.h, c.w = h, w
+            if not post:
+                c.norm(b.in_width)
             c.conv(b.in_width, b.bottleneck_width, 1)
             c.norm(b.bottleneck_width)
             c.conv(b.bottleneck_width, b.bottleneck_width, 3, stride=b.stride, groups=b.groups)
-            c.norm(b.bottleneck_width)
+            if post:
+                c.norm(b.bottleneck_width)
             if b.se_width:
                 h, w = c.h, c.w
                 c.h = c.w = 1
                 c.conv(b.bottleneck_width, b.se_width, 1, bias=True)
                 c.conv(b.se_width, b.bottleneck_width, 1, bias=True)
                 c.h, c.w = h, w
+            if not post:
+                c.norm(b.bottleneck_width)
             c.conv(b.bottleneck_width, b.out_width, 1)
-            c.norm(b.out_width)
+            if post:
+                c.norm(b.out_width)
+    if plan.final_conv_width:
+        c.conv(plan.stages[-1].out_width, plan.final_conv_width, 1)
+        c.norm(plan.final_conv_width)
     if num_classes:
         c.linear(plan.num_features, num_classes)
     return Complexity(c.flops, c.params, c.acts)

@@ -49,6 +49,7 @@ class Framework:
     loader: str | None = None
     exporter: str | None = None
     blocks: tuple[str, ...] = ("x", "y")  # block types it can build
+    design_features: tuple[str, ...] = ()  # plan features beyond the X / Y corner it builds (plan.DESIGN_FEATURES)
     formats: tuple["ExportFormat", ...] = ()
     options: type | None = None  # dataclass of the framework's own options
     unsupported: Mapping[str, str] = field(default_factory=dict)  # shared option -> why it cannot be honoured

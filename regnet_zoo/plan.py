@@ -1,12 +1,19 @@
 """The framework-neutral architecture plan every framework plugin builds from.
 
-Conventions (timm's ``RegNet`` and HF's ``RegNetModel`` agree on all of them):
+Conventions (timm's ``RegNet``; HF's ``RegNetModel`` agrees on the X / Y corner):
 
-* stem: 3x3 conv stride 2 (``stem_width`` channels) + BN + ReLU;
-* stages s1..s4; block 0 of every stage has stride 2 on its grouped 3x3 conv and a 1x1 conv + BN shortcut when
-  the shape changes; bottleneck width = stage width (bottle ratio 1);
-* group width is clipped to the stage width; groups = bottleneck width // group width;
-* Y blocks carry squeeze-excitation of width ``round(se_ratio * block input width)`` (Python/banker's round);
+* stem: 3x3 conv stride 2 (``stem_width`` channels) + norm + act; a plain conv when ``preact``;
+* stages s1..s4; block 0 of every stage has the stage's stride (2, or 1 in a ``strides`` entry) on its grouped 3x3
+  conv; a block whose shape changes gets the variant's shortcut (``BlockPlan.shortcut``), others add the identity;
+  bottleneck width = ``round(stage width * bottle_ratio)``;
+* group width is clipped to the bottleneck width; groups = bottleneck width // group width;
+* Y blocks carry squeeze-excitation of width ``round(se_ratio * block input width)`` (Python/banker's round), with
+  the network's activation inside (timm's ``SEModule(act_layer=...)``) and a sigmoid gate;
+* one activation (``act``) and one norm (``norm``: BatchNorm, or GroupNorm of ``norm_group_size`` channels per
+  group) everywhere; ``preact`` blocks are timm's ``PreBottleneck`` (norm + act before each conv, no norm on the
+  shortcut conv, no activation after the add); ``linear_out`` drops the activation after the add;
+* after s4: a 1x1 conv + norm + act of ``final_width`` channels when set (timm's ``num_features``), else an
+  activation alone when ``preact`` or ``linear_out``, else nothing. Feature maps are taken before it;
 * feature indices: 0 = stem (stride 2), 1..4 = s1..s4 (strides 4..32); level names P1..P5;
 * ``output_stride`` 16 / 8 (``ArchPlan.with_output_stride``, timm's rule): once the network has reduced by
   ``output_stride``, later stages get stride 1 and their 3x3 convs a growing dilation instead; the first block of a
@@ -22,10 +29,13 @@ from typing import Iterable
 from . import complexity
 from .errors import describe
 from .feature_info import NUM_FEATURE_INDICES, FeatureInfo, FeatureInfoList, normalize_out_indices
+from .registry_file import bottleneck_width
 from .variant import Variant
 
 MIN_INPUT_SIZE = 2**NUM_FEATURE_INDICES
 OUTPUT_STRIDES = (8, 16, 32)
+DESIGN_FEATURES = ("act:silu", "act:gelu", "groupnorm", "preact", "linear_out", "final_conv", "shortcut:avg",
+                   "shortcut:none", "bottle_ratio", "stage_stride_1")
 
 
 def check_output_stride(value) -> int:
@@ -47,8 +57,13 @@ class BlockPlan:
     stride: int
     groups: int
     se_width: int  # 0 when the block has no squeeze-excitation
-    shortcut_conv: bool  # 1x1 conv + BN projection on the shortcut
+    shortcut: str  # "identity" | "conv1x1" (1x1 conv [+ norm]) | "avg" (2x2 avg pool, then 1x1 conv [+ norm]) | "none"
     dilation: int = 1  # of the grouped 3x3 conv (timm's ``dilation[0]``); padding = dilation each side
+
+    @property
+    def shortcut_conv(self) -> bool:
+        """The shortcut has a 1x1 projection conv (``conv1x1`` or ``avg``)."""
+        return self.shortcut in ("conv1x1", "avg")
 
 
 @dataclass(frozen=True)
@@ -82,11 +97,48 @@ class ArchPlan:
     se_ratio: float
     stages: tuple[StagePlan, ...]
     output_stride: int = 32  # total reduction of the last map (stages past it are dilated)
+    act: str = "relu"  # "relu" | "silu" | "gelu" (exact erf form)
+    norm: str = "batchnorm"  # "batchnorm" | "groupnorm"
+    norm_group_size: int = 0  # channels per GroupNorm group
+    preact: bool = False
+    linear_out: bool = False
+    final_width: int = 0  # channels of the 1x1 conv after s4 (0: none)
+    downsample: str = "conv1x1"  # the shortcut a shape-changing block gets (also when dilation changes)
+    trunk_only: bool = False  # stem and stages only, nothing after them (``truncated``: features_only models)
 
     @property
     def num_features(self) -> int:
-        """Channels of the last stage (input of the classifier)."""
-        return self.stages[-1].out_width
+        """Channels of the classifier's input: the final conv's, else the last stage's."""
+        return self.final_conv_width or self.stages[-1].out_width
+
+    @property
+    def final_conv_width(self) -> int:
+        """Channels of the 1x1 conv + norm + act built after s4 (0: none, also in a truncated plan)."""
+        return 0 if self.trunk_only else self.final_width
+
+    @property
+    def final_act(self) -> bool:
+        """An activation alone follows s4 (timm: no final conv, and ``preact`` or ``linear_out``)."""
+        return not self.trunk_only and not self.final_width and (self.preact or self.linear_out)
+
+    def design_features(self) -> frozenset[str]:
+        """What this plan needs beyond the RegNet X / Y corner (ReLU, BatchNorm, post-activation, 1x1-conv
+        shortcuts, bottleneck ratio 1, stride-2 stages), by the names frameworks declare in
+        ``Framework.design_features`` (see ``DESIGN_FEATURES``)."""
+        blocks = [b for s in self.stages for b in s.blocks]
+        found = {f"act:{self.act}"} if self.act != "relu" else set()
+        found |= {"groupnorm"} if self.norm == "groupnorm" else set()
+        found |= {"preact"} if self.preact else set()
+        found |= {"linear_out"} if self.linear_out else set()
+        found |= {"final_conv"} if self.final_width else set()
+        found |= {f"shortcut:{b.shortcut}" for b in blocks if b.shortcut in ("avg", "none")}
+        found |= {"bottle_ratio"} if any(b.bottleneck_width != b.out_width for b in blocks) else set()
+        found |= {"stage_stride_1"} if any(s.stride == 1 and s.dilation == 1 for s in self.stages) else set()
+        return frozenset(found)
+
+    def norm_groups(self, channels: int) -> int:
+        """Groups of the GroupNorm over ``channels`` (``norm == "groupnorm"`` only)."""
+        return channels // self.norm_group_size
 
     @property
     def depth(self) -> int:
@@ -128,8 +180,9 @@ class ArchPlan:
         return {name: rate * i / last for i, name in enumerate(names)}
 
     def truncated(self, num_stages: int) -> "ArchPlan":
-        """The plan up to stage ``num_stages`` (what a ``features_only`` model whose deepest index it is builds)."""
-        return self if num_stages >= len(self.stages) else replace(self, stages=self.stages[:max(num_stages, 0)])
+        """The trunk up to stage ``num_stages`` (what a ``features_only`` model whose deepest index it is builds:
+        nothing after that stage, so no final conv or activation either)."""
+        return replace(self, stages=self.stages[:max(num_stages, 0)], trunk_only=True)
 
     def with_output_stride(self, output_stride: int) -> "ArchPlan":
         """This (undilated) plan with timm's ``output_stride`` rule applied (module docstring): strides and dilations
@@ -148,7 +201,8 @@ class ArchPlan:
                 net_stride *= stride
             first = 1 if dilation in (1, 2) else 2
             blocks = tuple(replace(b, stride=stride if j == 0 else 1, dilation=first if j == 0 else dilation,
-                                   shortcut_conv=b.shortcut_conv or (j == 0 and first != dilation))
+                                   shortcut=b.shortcut if b.shortcut != "identity" or j or first == dilation
+                                   else self.downsample)
                            for j, b in enumerate(s.blocks))
             stages.append(replace(s, stride=stride, dilation=dilation, blocks=blocks))
         return replace(self, stages=tuple(stages), output_stride=output_stride)
@@ -163,16 +217,22 @@ def build_plan(variant: Variant) -> ArchPlan:
     """Derive the per-block plan of ``variant`` (assumed validated by the registry loader)."""
     stages = []
     prev = variant.stem_width
-    for i, (width, depth, gw) in enumerate(zip(variant.widths, variant.depths, variant.group_widths), start=1):
-        group_width = min(gw, width)
+    for i, (width, depth, gw, stage_stride) in enumerate(
+            zip(variant.widths, variant.depths, variant.group_widths, variant.strides), start=1):
+        bottleneck = bottleneck_width(width, variant.bottle_ratio)
+        group_width = min(gw, bottleneck)
         blocks = []
         for j in range(depth):
             in_w = prev if j == 0 else width
-            stride = 2 if j == 0 else 1
+            stride = stage_stride if j == 0 else 1
             se = int(round(variant.se_ratio * in_w)) if variant.block == "y" else 0
-            blocks.append(BlockPlan(f"s{i}.b{j + 1}", in_w, width, width, stride, width // group_width, se,
-                                    in_w != width or stride != 1))
-        stages.append(StagePlan(f"s{i}", i, prev, width, depth, 2, group_width, width // group_width, width,
-                                tuple(blocks)))
+            shortcut = variant.downsample if in_w != width or stride != 1 else "identity"
+            blocks.append(BlockPlan(f"s{i}.b{j + 1}", in_w, width, bottleneck, stride, bottleneck // group_width, se,
+                                    shortcut))
+        stages.append(StagePlan(f"s{i}", i, prev, width, depth, stage_stride, group_width, bottleneck // group_width,
+                                bottleneck, tuple(blocks)))
         prev = width
-    return ArchPlan(variant.name, variant.block, variant.stem_width, variant.se_ratio, tuple(stages))
+    return ArchPlan(variant.name, variant.block, variant.stem_width, variant.se_ratio, tuple(stages),
+                    act=variant.act, norm=variant.norm, norm_group_size=variant.norm_group_size,
+                    preact=variant.preact, linear_out=variant.linear_out, final_width=variant.num_features,
+                    downsample=variant.downsample)

@@ -4,16 +4,25 @@ The file is composed into YAML nodes (not loaded), so duplicate keys, YAML types
 position of every value are visible. ``load_file`` returns the variants or raises ``RegistryError`` listing every
 problem found in the file, not just the first.
 
-Schema (``schema: 1``)::
+Schema (``schema: 2``; a ``schema: 1`` file is read the same way but may not use the fields marked 2)::
 
     variants:
       <name>:
-        block: x | y                      (required)
+        block: x | y                      (required; y: squeeze-excitation)
         stem_width: int                   (required)
         widths: [int, int, int, int]      (required, one per stage)
         depths: [int, int, int, int]      (required)
-        group_width: int | [int x 4]      (required; clipped to the stage width; must divide it)
+        group_width: int | [int x 4]      (required; clipped to the bottleneck width; must divide it)
         se_ratio: float                   (y only, 0 < r < 1, default 0.25)
+        act: relu | silu | gelu           (2; default relu)
+        norm: batchnorm | groupnorm       (2; default batchnorm)
+        norm_group_size: int              (2; groupnorm only: channels per group, must divide every norm width)
+        bottle_ratio: float               (2; bottleneck width / stage width, default 1)
+        downsample: conv1x1 | avg | none  (2; shortcut of shape-changing blocks, default conv1x1)
+        preact: bool                      (2; pre-activation blocks, RegNetV)
+        linear_out: bool                  (2; no activation after the residual add, RegNetZ)
+        num_features: int                 (2; width of a final 1x1 conv after the last stage, default none)
+        strides: [int x 4]                (2; 1 or 2, stride of each stage, default [2, 2, 2, 2])
         generator: {w0, wa, wm, depth, rounding: pycls | torchvision}   (optional; must reproduce the lists)
         description: str
         aliases: [str, ...]
@@ -32,9 +41,10 @@ import yaml
 
 from .errors import RegistryError
 from .generator import ROUNDINGS, generate
-from .variant import NAMED_STATS, Generator, Location, Variant, WeightTag
+from .variant import ACTIVATIONS, NAMED_STATS, NORMS, SHORTCUTS, Generator, Location, Variant, WeightTag
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SCHEMAS = (1, 2)
 NUM_STAGES = 4
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -200,8 +210,10 @@ def _weight_tag(p: _Problems, tag: str, knode, vnode, variant: str) -> WeightTag
     return WeightTag(tag=tag, location=p.loc(knode), **{k: x for k, x in v.items() if x is not None})
 
 
+_SCHEMA2_FIELDS = ("act", "norm", "norm_group_size", "bottle_ratio", "downsample", "preact", "linear_out",
+                   "num_features", "strides")
 _VARIANT_FIELDS = ("description", "block", "stem_width", "widths", "depths", "group_width", "se_ratio", "generator",
-                   "aliases", "weights")
+                   "aliases", "weights") + _SCHEMA2_FIELDS
 _VARIANT_REQUIRED = ("block", "stem_width", "widths", "depths", "group_width")
 _GENERATOR_FIELDS = ("w0", "wa", "wm", "depth", "rounding")
 
@@ -227,7 +239,55 @@ def _generator(p: _Problems, node, what) -> Generator | None:
     return Generator(**v)
 
 
-def _variant(p: _Problems, name: str, knode, vnode) -> Variant | None:
+def _bool(p, node, what):
+    v = _scalar(p, node, (_BOOL,), what, "true or false")
+    return None if v is None else v.lower() in ("true", "yes", "on", "y")
+
+
+def _design_fields(p: _Problems, name: str, f: dict, schema: int) -> dict[str, Any]:
+    """The schema-2 fields of variant ``name`` (timm's ``RegNetCfg`` design space), validated one by one."""
+    v: dict[str, Any] = {}
+    for key in _SCHEMA2_FIELDS:
+        if key not in f:
+            continue
+        knode, n = f[key]
+        what = f"{name}.{key}"
+        if schema < 2:
+            p.add(knode, f"{what} needs 'schema: 2' at the top of the file (this file says schema {schema})")
+            continue
+        if key == "act":
+            v[key] = _str(p, n, what, ACTIVATIONS)
+        elif key == "norm":
+            v[key] = _str(p, n, what, NORMS)
+        elif key in ("norm_group_size", "num_features"):
+            v[key] = _int(p, n, what, 1)
+        elif key == "bottle_ratio":
+            v[key] = _number(p, n, what)
+            if v[key] is not None and not v[key] > 0:
+                p.add(n, f"{what} must be > 0, got {v[key]}")
+                v[key] = None
+        elif key == "downsample":
+            v[key] = _str(p, n, what, SHORTCUTS)
+        elif key in ("preact", "linear_out"):
+            v[key] = _bool(p, n, what)
+        elif key == "strides":
+            v[key] = _list(p, n, what, lambda pp, nn, w: _str_int_choice(pp, nn, w, (1, 2)), NUM_STAGES)
+    if v.get("norm") == "groupnorm" and "norm_group_size" not in f:
+        p.add(f["norm"][1], f"{name}.norm: groupnorm needs norm_group_size (channels per group, e.g. 16)")
+    elif "norm_group_size" in f and v.get("norm") != "groupnorm":
+        p.add(f["norm_group_size"][0], f"{name}.norm_group_size is for norm: groupnorm only")
+    return {k: x for k, x in v.items() if x is not None}
+
+
+def _str_int_choice(p, node, what, choices):
+    v = _int(p, node, what)
+    if v is not None and v not in choices:
+        p.add(node, f"{what} must be one of {', '.join(map(str, choices))}, got {v}")
+        return None
+    return v
+
+
+def _variant(p: _Problems, name: str, knode, vnode, schema: int = SCHEMA_VERSION) -> Variant | None:
     what = f"variant {name!r}"
     if not NAME_RE.match(name):
         p.add(knode, f"{what}: names are lower-case letters, digits and '_', starting with a letter")
@@ -263,6 +323,7 @@ def _variant(p: _Problems, name: str, knode, vnode) -> Variant | None:
         v["aliases"] = _list(p, get("aliases"), f"{name}.aliases", _str)
     if "generator" in f:
         v["generator"] = _generator(p, get("generator"), f"{name}.generator")
+    design = _design_fields(p, name, f, schema)
     weights: dict[str, WeightTag] = {}
     if "weights" in f:
         wf = _mapping(p, get("weights"), f"{name}.weights")
@@ -275,13 +336,26 @@ def _variant(p: _Problems, name: str, knode, vnode) -> Variant | None:
 
     gw = v["group_width"]
     group_widths = tuple(gw) if isinstance(gw, tuple) else (gw,) * NUM_STAGES
+    ratio = design.get("bottle_ratio", 1.0)
     bad = False
     for i, (w, g) in enumerate(zip(v["widths"], group_widths), start=1):
-        g_eff = min(g, w)
-        if w % g_eff:
-            p.add(get("group_width"), f"{name}: group width {g} does not divide stage s{i} width {w} "
-                                      f"({w} / {g_eff} = {w / g_eff:.3g} groups); every stage width must be a "
+        wb = bottleneck_width(w, ratio)
+        g_eff = min(g, wb)
+        if wb % g_eff:
+            what_w = "stage" if ratio == 1 else "bottleneck"
+            size = f"width {w}" if ratio == 1 else f"bottleneck width {wb} ({w} x {ratio:g})"
+            p.add(get("group_width"), f"{name}: group width {g} does not divide stage s{i} {size} "
+                                      f"({wb} / {g_eff} = {wb / g_eff:.3g} groups); every {what_w} width must be a "
                                       f"multiple of its group width")
+            bad = True
+    gs = design.get("norm_group_size")
+    if gs:
+        norm_widths = {v["stem_width"], design.get("num_features") or v["stem_width"], *v["widths"],
+                       *(bottleneck_width(w, ratio) for w in v["widths"])}
+        odd = sorted(w for w in norm_widths if w % gs)
+        if odd:
+            p.add(f["norm_group_size"][1], f"{name}.norm_group_size {gs} does not divide the normalised widths "
+                                           f"{odd}; choose a divisor of every width")
             bad = True
     gen = v.get("generator")
     if gen is not None and len(set(group_widths)) == 1:
@@ -302,8 +376,13 @@ def _variant(p: _Problems, name: str, knode, vnode) -> Variant | None:
         name=name, block=block, stem_width=v["stem_width"], widths=v["widths"], depths=v["depths"],
         group_widths=group_widths, se_ratio=v.get("se_ratio", 0.25) if block == "y" else 0.0,
         description=v.get("description", ""), generator=gen, aliases=v.get("aliases", ()), weights=weights,
-        location=p.loc(knode),
+        location=p.loc(knode), **design,
     )
+
+
+def bottleneck_width(width: int, bottle_ratio: float) -> int:
+    """Bottleneck width of a stage (timm's ``Bottleneck``: ``int(round(out_chs * bottle_ratio))``)."""
+    return int(round(width * bottle_ratio))
 
 
 def load_text(text: str, file: str = "<string>", plugin: str = "") -> list[Variant]:
@@ -321,14 +400,17 @@ def load_text(text: str, file: str = "<string>", plugin: str = "") -> list[Varia
     variants: list[Variant] = []
     if top is not None:
         _check_fields(p, top, ("schema", "variants"), ("schema", "variants"), "the file", root)
+        schema = SCHEMA_VERSION
         if "schema" in top:
             s = _int(p, top["schema"][1], "schema")
-            if s is not None and s != SCHEMA_VERSION:
-                p.add(top["schema"][1], f"unsupported schema {s}; this regnet-zoo reads schema {SCHEMA_VERSION}")
+            if s is not None and s not in SCHEMAS:
+                p.add(top["schema"][1], f"unsupported schema {s}; this regnet-zoo reads schemas "
+                                        f"{', '.join(map(str, SCHEMAS))}")
+            schema = s if s in SCHEMAS else SCHEMA_VERSION
         if "variants" in top:
             vs = _mapping(p, top["variants"][1], "variants")
             for name, (kn, vn) in (vs or {}).items():
-                var = _variant(p, name, kn, vn)
+                var = _variant(p, name, kn, vn, schema)
                 if var is not None:
                     variants.append(var if not plugin else _with_plugin(var, plugin))
     if p.lines:

@@ -57,17 +57,32 @@ class Generator:
         return {"w0": self.w0, "wa": self.wa, "wm": self.wm, "depth": self.depth, "rounding": self.rounding}
 
 
+ACTIVATIONS = ("relu", "silu", "gelu")
+NORMS = ("batchnorm", "groupnorm")
+SHORTCUTS = ("conv1x1", "avg", "none")  # of a shape-changing block (timm's ``downsample``); others add the identity
+
+
 @dataclass(frozen=True)
 class Variant:
-    """A RegNet X or Y architecture as data, plus its aliases, weight tags and origin."""
+    """A RegNet architecture as data (the design space of timm's ``RegNetCfg``), plus its aliases, weight tags and
+    origin. Defaults are the X / Y corner: ReLU, BatchNorm, bottleneck ratio 1, 1x1-conv shortcuts, stride 2."""
 
     name: str
-    block: str  # "x" | "y"
+    block: str  # "x" | "y" (y: squeeze-excitation of se_ratio)
     stem_width: int
     widths: tuple[int, ...]
     depths: tuple[int, ...]
-    group_widths: tuple[int, ...]  # as written, one per stage (before clipping to the stage width)
+    group_widths: tuple[int, ...]  # as written, one per stage (before clipping to the bottleneck width)
     se_ratio: float
+    act: str = "relu"
+    norm: str = "batchnorm"
+    norm_group_size: int = 0  # channels per GroupNorm group (groupnorm only)
+    bottle_ratio: float = 1.0  # bottleneck width / stage width
+    downsample: str = "conv1x1"  # shortcut of shape-changing blocks (SHORTCUTS)
+    preact: bool = False  # pre-activation blocks (RegNetV)
+    linear_out: bool = False  # no activation after the residual add (RegNetZ)
+    num_features: int = 0  # width of a final 1x1 conv after the last stage (0: none)
+    strides: tuple[int, ...] = (2, 2, 2, 2)  # of each stage's first block
     description: str = ""
     generator: Generator | None = None
     aliases: tuple[str, ...] = ()

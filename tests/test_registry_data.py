@@ -76,7 +76,7 @@ def test_plan_matches_timm(name):
         stage = getattr(model, s.name)
         for b in s.blocks:
             block = getattr(stage, b.name.split(".")[1])
-            assert block.conv2.conv.groups == b.groups
+            assert (block.conv2 if pl.preact else block.conv2.conv).groups == b.groups
             assert (block.se.fc1.out_channels if b.se_width else 0) == b.se_width
 
 

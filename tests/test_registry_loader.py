@@ -135,8 +135,8 @@ def test_weight_tags_are_validated():
 def test_invalid_yaml_and_schema():
     with pytest.raises(RegistryError, match=r"t.yaml:3:1: invalid YAML: did not find expected node content"):
         load_text("schema: 1\nvariants: [\n", "t.yaml")
-    assert problems("schema: 2\nvariants: {}\n") == ["t.yaml:1:9: unsupported schema 2; this regnet-zoo reads "
-                                                     "schema 1"]
+    assert problems("schema: 3\nvariants: {}\n") == ["t.yaml:1:9: unsupported schema 3; this regnet-zoo reads "
+                                                     "schemas 1, 2"]
     with pytest.raises(RegistryError, match="empty file"):
         load_text("", "t.yaml")
 

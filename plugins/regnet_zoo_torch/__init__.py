@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from regnet_zoo import ExportFormat, Framework, hookimpl
+from regnet_zoo.plan import DESIGN_FEATURES
 
 EXPORT_HINT = "pip install 'regnet-zoo[export]'"
 
@@ -37,5 +38,6 @@ def register_frameworks(register):
         ),
         options=TorchOptions,
         limits={"data_format": (None, "channels_first")},
+        design_features=DESIGN_FEATURES,
         description="torch.nn.Module built from timm's RegNet blocks (NCHW)",
     ))

@@ -68,7 +68,7 @@ def output_names(model: nn.Module) -> tuple[str, ...]:
 
 
 def _example(model: nn.Module, request: ExportRequest) -> tuple[torch.Tensor, dict | None]:
-    in_chans = model.stem.conv.in_channels
+    in_chans = next(iter(model.parameters())).shape[1]  # the stem conv's weight (O, I, kH, kW) comes first
     batch = request.batch or 2
     x = torch.zeros(batch, in_chans, *request.input_size)
     dims = None if request.batch else ({0: torch.export.Dim("batch", min=1)},)

@@ -1,18 +1,21 @@
-"""RegNet X/Y as ``torch.nn.Module``s assembled from timm's own blocks, following a regnet-zoo ``ArchPlan``.
+"""RegNets as ``torch.nn.Module``s assembled from timm's own blocks, following a regnet-zoo ``ArchPlan``.
 
-The plan's explicit per-block widths, groups and SE widths are passed to timm's ``Bottleneck`` (nothing is
-regenerated from w0/wa/wm), and modules are named as in ``timm.models.regnet.RegNet`` (``stem``, ``s1.b1.conv2``,
-``s3.b2.se.fc1``, ``head.fc``), so timm's ``state_dict`` loads as is and the forward pass is op for op timm's.
+The plan's explicit per-block widths, groups, SE widths and shortcuts are passed to timm's ``Bottleneck`` /
+``PreBottleneck`` with the plan's activation and norm (nothing is regenerated from w0/wa/wm), and modules are named
+as in ``timm.models.regnet.RegNet`` (``stem``, ``s1.b1.conv2``, ``s3.b2.se.fc1``, ``final_conv``, ``head.fc``), so
+timm's ``state_dict`` loads as is and the forward pass is op for op timm's.
 """
 
 import math  # no "from __future__ import annotations": FX copies forward's annotations into generated code
+from functools import partial
 from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from timm.layers import ClassifierHead, ConvNormAct, SEModule, calculate_drop_path_rates
+from timm.layers import (ClassifierHead, ConvNormAct, GroupNormAct, SEModule, calculate_drop_path_rates,
+                         create_conv2d, get_act_layer)
 from timm.models._features import feature_take_indices
-from timm.models.regnet import Bottleneck, RegStage
+from timm.models.regnet import Bottleneck, PreBottleneck, RegStage
 from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 
 from regnet_zoo.contract import check_image_batch
@@ -22,27 +25,37 @@ from regnet_zoo.plan import ArchPlan
 from .outputs import RegNetOutput, classification_loss
 
 
-def build_block(plan_block, drop_path_rate: float = 0.0, norm_layer=nn.BatchNorm2d, device=None, dtype=None,
+def norm_layer_of(plan: ArchPlan):
+    """timm's norm layer for the plan: ``nn.BatchNorm2d``, or ``GroupNormAct`` of ``plan.norm_group_size``."""
+    return nn.BatchNorm2d if plan.norm == "batchnorm" else partial(GroupNormAct, group_size=plan.norm_group_size)
+
+
+def build_block(plan: ArchPlan, plan_block, drop_path_rate: float = 0.0, device=None, dtype=None,
                 stage_dilation: int = 1):
-    """timm's ``Bottleneck`` with exactly the widths, groups, SE width and dilation of ``plan_block`` (a
-    ``BlockPlan``); ``stage_dilation`` is its stage's (timm's ``dilation[1]``, which decides timm's shortcut)."""
+    """timm's ``Bottleneck`` (``PreBottleneck`` when ``plan.preact``) with exactly the widths, groups, SE width,
+    shortcut and dilation of ``plan_block`` (a ``BlockPlan``) and the plan's activation and norm;
+    ``stage_dilation`` is its stage's (timm's ``dilation[1]``, which decides timm's shortcut)."""
     b = plan_block
     if b.bottleneck_width % b.groups:
         raise ValueError(f"{b.name}: {b.groups} groups do not divide bottleneck width {b.bottleneck_width}")
-    block = Bottleneck(
+    act = get_act_layer(plan.act)
+    block = (PreBottleneck if plan.preact else Bottleneck)(
         b.in_width, b.out_width, stride=b.stride, dilation=(b.dilation, stage_dilation),
         bottle_ratio=b.bottleneck_width / b.out_width, group_size=b.bottleneck_width // b.groups,
-        se_ratio=b.se_width / b.in_width if b.se_width else 0.0, downsample="conv1x1",
-        act_layer=nn.ReLU, norm_layer=norm_layer, drop_path_rate=drop_path_rate, device=device, dtype=dtype,
+        se_ratio=b.se_width / b.in_width if b.se_width else 0.0,
+        downsample=None if b.shortcut == "none" else "avg" if b.shortcut == "avg" else "conv1x1",
+        linear_out=plan.linear_out, act_layer=act, norm_layer=norm_layer_of(plan), drop_path_rate=drop_path_rate,
+        device=device, dtype=dtype,
     )
     if b.se_width and block.se.fc1.out_channels != b.se_width:  # a third-party plan with its own SE rounding
-        block.se = SEModule(b.bottleneck_width, rd_channels=b.se_width, act_layer=nn.ReLU, device=device, dtype=dtype)
-    got = (block.conv2.conv.groups, block.conv2.conv.out_channels, not isinstance(block.downsample, nn.Identity),
-           block.conv2.conv.dilation[0])
-    want = (b.groups, b.bottleneck_width, b.shortcut_conv, b.dilation)
+        block.se = SEModule(b.bottleneck_width, rd_channels=b.se_width, act_layer=act, device=device, dtype=dtype)
+    conv2 = block.conv2 if plan.preact else block.conv2.conv
+    shortcut = ("none" if block.downsample is None else "identity" if isinstance(block.downsample, nn.Identity)
+                else "avg" if isinstance(block.downsample, nn.Sequential) else "conv1x1")
+    got = (conv2.groups, conv2.out_channels, shortcut, conv2.dilation[0])
+    want = (b.groups, b.bottleneck_width, b.shortcut, b.dilation)
     if got != want:  # pragma: no cover - guards timm changing its block rules under us
-        raise RuntimeError(f"{b.name}: timm built (groups, width, shortcut conv, dilation) {got}, the plan says "
-                           f"{want}")
+        raise RuntimeError(f"{b.name}: timm built (groups, width, shortcut, dilation) {got}, the plan says {want}")
     return block
 
 
@@ -58,8 +71,17 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.01)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, Bottleneck):
+        elif isinstance(m, (Bottleneck, PreBottleneck)):
             m.zero_init_last()
+
+
+def final_layer(plan: ArchPlan, device=None, dtype=None) -> nn.Module:
+    """timm's ``final_conv``: a 1x1 ConvNormAct to ``plan.final_width``, an activation alone, or an identity."""
+    if plan.final_conv_width:
+        return ConvNormAct(plan.stages[-1].out_width, plan.final_conv_width, kernel_size=1,
+                           act_layer=get_act_layer(plan.act), norm_layer=norm_layer_of(plan), device=device,
+                           dtype=dtype)
+    return get_act_layer(plan.act)() if plan.final_act else nn.Identity()
 
 
 def tracing() -> bool:
@@ -86,15 +108,19 @@ class RegNetTrunk(nn.Module):
         self.plan = plan
         self.in_chans = in_chans
         self.min_input_size = plan.min_input_size
-        self.stem = ConvNormAct(in_chans, plan.stem_width, 3, stride=2, act_layer=nn.ReLU,
-                                norm_layer=nn.BatchNorm2d, **dd)
+        if plan.preact:  # timm: a bare conv, the first block's norm1 follows
+            self.stem = create_conv2d(in_chans, plan.stem_width, 3, stride=2, **dd)
+        else:
+            self.stem = ConvNormAct(in_chans, plan.stem_width, 3, stride=2, act_layer=get_act_layer(plan.act),
+                                    norm_layer=norm_layer_of(plan), **dd)
         rates = calculate_drop_path_rates(drop_path_rate, [s.depth for s in plan.stages], stagewise=True)
         self.stage_names = tuple(s.name for s in plan.stages[:num_stages])
         for stage, dpr in zip(plan.stages[:num_stages], rates):
             # timm's RegStage (grad checkpointing via checkpoint_seq), filled with the plan's blocks
             module = RegStage(0, stage.in_width, stage.out_width, stage.stride, stage.dilation)
             for b, rate in zip(stage.blocks, dpr):
-                module.add_module(b.name.split(".")[1], build_block(b, rate, stage_dilation=stage.dilation, **dd))
+                module.add_module(b.name.split(".")[1],
+                                  build_block(plan, b, rate, stage_dilation=stage.dilation, **dd))
             self.add_module(stage.name, module)
 
     def stages(self):
@@ -116,8 +142,13 @@ class RegNetTrunk(nn.Module):
         if tracing():
             return x
         check_input(x, self.in_chans, self.min_input_size)
-        dtype = self.stem.conv.weight.dtype
+        dtype = self.first_weight().dtype
         return x if x.dtype == dtype else x.to(dtype)
+
+    @torch.jit.ignore
+    def first_weight(self) -> torch.Tensor:
+        """The stem conv's weight (its device and dtype are the model's)."""
+        return self.stem.weight if isinstance(self.stem, nn.Conv2d) else self.stem.conv.weight
 
     def optimize_for_inference(self, precision: str = "fp32", *, compile: bool = True, channels_last: bool = True):
         """An inference-only copy: BN folded into convs, channels-last, ``torch.compile``; ``"bf16"`` for AMX / GPU."""
@@ -143,7 +174,7 @@ class RegNet(RegNetTrunk):
         self.num_features = plan.num_features
         self.drop_rate = drop_rate
         self.feature_info = plan.all_feature_info()
-        self.final_conv = nn.Identity()  # timm's attribute (identity for X/Y), kept for name parity
+        self.final_conv = final_layer(plan, **{"device": device, "dtype": dtype})  # timm's (identity for X / Y)
         self.head = ClassifierHead(plan.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate,
                                    device=device, dtype=dtype)
         self.head_hidden_size = self.head.num_features
@@ -157,7 +188,7 @@ class RegNet(RegNetTrunk):
         """A freshly initialised classifier with ``num_classes`` outputs (0 = none); ``global_pool`` ("avg", "max",
         "avgmax", "catavgmax", "" = no pooling) replaces the pooling, ``None`` keeps it. Device, dtype and train
         mode follow the model."""
-        p = self.stem.conv.weight
+        p = self.first_weight()
         self.num_classes = num_classes
         self.head.reset(num_classes, pool_type=global_pool, in_features=self.num_features, device=p.device,
                         dtype=p.dtype)
