@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from regnet_zoo import ExportFormat, Framework, hookimpl
+from regnet_zoo.plan import DESIGN_FEATURES
 
 
 @dataclass(frozen=True)
@@ -52,5 +53,6 @@ def register_frameworks(register):
                      "fast": "the flax model has no separate fast path: model.predict(x) is already one jitted "
                              "inference function"},
         limits={"global_pool": ("avg",), "norm": ("bn",)},
+        design_features=DESIGN_FEATURES,
         description="flax.nnx.Module (api='linen' for a flax.linen.Module + variables), NHWC",
     ))

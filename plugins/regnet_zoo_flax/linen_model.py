@@ -265,11 +265,12 @@ class RegNetLinen(nn.Module):
                                                  axis_name=c.axis_name, where="stem", name="stem"), train=train)
         stages = [Stage(s.blocks, c, c.bn_frozen(s.index), name=s.name) for s in plan.stages]
         final_conv = None
-        if network.has_final_conv(c):
-            final_conv = functools.partial(ConvNormAct(plan.stages[-1].out_width, plan.final_width, 1, act=plan.act,
-                                                       frozen=c.bn_frozen(5), axis_name=c.axis_name,
-                                                       norm_groups=norm_groups(plan, plan.final_width),
-                                                       where="final_conv", name="final_conv"), train=train)
+        if plan.final_conv_width:
+            final_conv = ConvNormAct(plan.stages[-1].out_width, plan.final_conv_width, 1, act=plan.act,
+                                     frozen=c.bn_frozen(5), axis_name=c.axis_name,
+                                     norm_groups=norm_groups(plan, plan.final_conv_width), where="final_conv",
+                                     name="final_conv")
+            final_conv = functools.partial(final_conv, train=train)
         head = Head(plan.num_features, c.num_classes, name="head") if c.has_head else None
         return network.forward(c, x, stem, [lambda h, s=s: s(h, train) for s in stages], head,
                                final_conv=final_conv, output_hidden_states=output_hidden_states, labels=labels)

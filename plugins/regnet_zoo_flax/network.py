@@ -35,21 +35,14 @@ def _to_layout(x: jax.Array, config: NetConfig) -> jax.Array:
     return jnp.transpose(x, (0, 3, 1, 2)) if config.channels_first else x
 
 
-def has_final_conv(config: NetConfig) -> bool:
-    """True when the model has timm's ``final_conv`` (a 1x1 ConvNormAct to ``plan.final_width`` after s4): the plan
-    asks for it and s4 is built (a ``features_only`` model ends at its deepest map, as timm's does)."""
-    return bool(config.plan.final_width) and not config.features_only
-
-
 def final_layer(config: NetConfig, final_conv: Callable | None) -> Callable | None:
-    """What follows s4 (timm's ``final_conv``): the 1x1 conv, else the plain act with ``linear_out`` or ``preact``,
-    else nothing. The s4 map in ``hidden_states`` is taken before it; pooling and ``last_hidden_state`` after."""
+    """What follows s4 (timm's ``final_conv``): the 1x1 ConvNormAct (``plan.final_conv_width``), else the plain act
+    (``plan.final_act``: preact or linear_out), else nothing; nothing in a ``features_only`` (truncated) plan. The s4
+    map in ``hidden_states`` is taken before it; pooling and ``last_hidden_state`` after."""
     plan = config.plan
-    if config.features_only:
-        return None
-    if plan.final_width:
+    if plan.final_conv_width:
         return final_conv
-    if plan.linear_out or plan.preact:
+    if plan.final_act:
         return lambda h: ops.activation(h, plan.act)
     return None
 

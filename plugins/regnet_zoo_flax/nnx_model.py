@@ -293,12 +293,10 @@ class RegNet(Module):
                                     axis_name=a, where="stem", rngs=rngs)
         for stage in plan.stages:
             setattr(self, stage.name, Stage(stage.blocks, config, frozen=config.bn_frozen(stage.index), rngs=rngs))
-        self.final_conv = None  # timm's ConvNormAct after s4 (plan.final_width), see network.final_layer
-        if network.has_final_conv(config):
-            width = plan.stages[-1].out_width
-            self.final_conv = ConvNormAct(width, plan.final_width, 1, act=plan.act,
-                                          norm_groups=norm_groups(plan, plan.final_width),
-                                          frozen=config.bn_frozen(5), axis_name=a, where="final_conv", rngs=rngs)
+        width = plan.final_conv_width  # timm's ConvNormAct after s4; see network.final_layer
+        self.final_conv = ConvNormAct(plan.stages[-1].out_width, width, 1, act=plan.act,
+                                      norm_groups=norm_groups(plan, width), frozen=config.bn_frozen(5), axis_name=a,
+                                      where="final_conv", rngs=rngs) if width else None
         self.head = Head(plan.num_features, config.num_classes, rngs=rngs) if config.has_head else None
 
     # -- metadata -------------------------------------------------------------------------------------------

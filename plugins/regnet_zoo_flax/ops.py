@@ -185,7 +185,9 @@ def avg_downsample(x: jax.Array, stride: int, dilation: int = 1) -> jax.Array:
 
 def squeeze_excite(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array,
                    act: str = "relu") -> jax.Array:
-    """timm's ``SEModule``: global mean -> 1x1 conv + ``act`` -> 1x1 conv -> sigmoid gate. Kernels are (1, 1, in, out)."""
+    """timm's ``SEModule``: global mean -> 1x1 conv + ``act`` -> 1x1 conv -> sigmoid gate.
+
+    Kernels are (1, 1, in, out)."""
     s = jnp.mean(x.astype(acc_dtype(x.dtype)), axis=(1, 2), keepdims=True).astype(x.dtype)
     s = activation(jnp.dot(s, w1[0, 0].astype(x.dtype)) + b1.astype(x.dtype), act)
     s = jax.nn.sigmoid(jnp.dot(s, w2[0, 0].astype(x.dtype)) + b2.astype(x.dtype))

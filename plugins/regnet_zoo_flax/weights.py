@@ -15,7 +15,8 @@ canonical key                          variable (collection / path)             
 ``head.fc.weight`` (K, C)              ``params / head/fc/kernel`` (C, K)               transpose (1, 0)
 =====================================  ==============================================  ===========================
 
-GroupNorm layers have the BN names without the running statistics (no ``batch_stats``). Transposes are exact, so ``export_canonical(load_canonical(m, s))`` returns ``s`` bit for bit.
+GroupNorm layers have the BN names without the running statistics (no ``batch_stats``). Transposes are exact, so
+``export_canonical(load_canonical(m, s))`` returns ``s`` bit for bit.
 """
 
 from __future__ import annotations
