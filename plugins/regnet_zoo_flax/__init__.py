@@ -1,4 +1,4 @@
-"""regnet-zoo plugin: RegNet X/Y as Flax NNX modules (and a linen form) on JAX. Registers only."""
+"""regnet-zoo plugin: RegNet X/Y/V/Z as Flax NNX modules (and a linen form) on JAX. Registers only."""
 
 from dataclasses import dataclass
 from typing import Any

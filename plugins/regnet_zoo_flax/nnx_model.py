@@ -1,4 +1,5 @@
-"""RegNet X/Y as Flax NNX modules, built from a regnet-zoo plan.
+"""RegNet X/Y (and the V / Z design space: preact, GroupNorm, SiLU / GELU, avg / absent shortcuts, final_conv) as
+Flax NNX modules, built from a regnet-zoo plan.
 
 The variable tree mirrors timm's module names (``stem/conv/kernel``, ``s2/b1/conv2/bn/mean``,
 ``s3/b4/se/fc1/bias``, ``head/fc/kernel``), so canonical weights map to it by name, and the linen form

@@ -9,9 +9,9 @@ canonical key                          variable (collection / path)             
 ``<m>.se.fc1.weight`` (O, I, 1, 1)     ``params / <m>/se/fc1/kernel`` (1, 1, I, O)      transpose (2, 3, 1, 0)
 ``<m>.bn.weight`` / ``.bias``          ``params / <m>/bn/scale`` / ``bias``
 ``<m>.bn.running_mean`` / ``_var``     ``batch_stats / <m>/bn/mean`` / ``var``
-``<b>.norm1.weight`` ... (preact)       ``params / <b>/norm1/scale`` ... (as ``bn``)
-``<b>.conv1.weight`` (preact, no norm)  ``params / <b>/conv1/kernel``                   transpose (2, 3, 1, 0)
-``<b>.downsample.1.conv.weight`` (avg)  ``params / <b>/downsample/1/conv/kernel``       transpose (2, 3, 1, 0)
+``<b>.norm1.weight`` ... (preact)      ``params / <b>/norm1/scale`` ... (as ``bn``)
+``<b>.conv1.weight`` (preact)          ``params / <b>/conv1/kernel``                   transpose (2, 3, 1, 0)
+``<b>.downsample.1.conv.weight``       ``params / <b>/downsample/1/conv/kernel``       transpose (2, 3, 1, 0)
 ``head.fc.weight`` (K, C)              ``params / head/fc/kernel`` (C, K)               transpose (1, 0)
 =====================================  ==============================================  ===========================
 

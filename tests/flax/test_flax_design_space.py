@@ -165,7 +165,8 @@ def test_training_mode_forward(name):
     try:
         with torch.no_grad():
             want = tm(torch.from_numpy(x)).numpy()
-        new_stats = {k: v.numpy() for k, v in tm.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+        new_stats = {k: v.numpy().copy() for k, v in tm.state_dict().items()
+                     if k.endswith(("running_mean", "running_var"))}
     finally:
         tm.load_state_dict({**{k: torch.from_numpy(v) for k, v in state.items()},
                             **{k: v for k, v in tm.state_dict().items() if k.endswith("num_batches_tracked")}})
