@@ -57,6 +57,10 @@ class NetConfig:
     def conv_impl(self, block_name: str, training: bool = False) -> str:
         return dict(self.train_conv_impls if training else self.conv_impls).get(block_name, "xla")
 
+    def norm_groups(self, channels: int) -> int:
+        """GroupNorm groups of a norm over ``channels``; 0 for the plan's BatchNorm."""
+        return self.plan.norm_groups(channels) if self.plan.norm == "groupnorm" else 0
+
     def bn_frozen(self, feature_index: int) -> bool:
         """True when the BN layers of feature index 0 (stem) .. 4 (s4) always use their running statistics."""
         return self.norm_eval or feature_index <= self.frozen_stages

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from regnet_zoo.plan import ArchPlan, BlockPlan
+from regnet_zoo.plan import BlockPlan
 
 from . import network, ops
 from .config import NetConfig
@@ -156,9 +156,6 @@ def _call(module, x, train: bool):
     return module(x, train) if isinstance(module, ConvNormAct) else module(x)
 
 
-def norm_groups(plan: ArchPlan, channels: int) -> int:
-    return plan.norm_groups(channels) if plan.norm == "groupnorm" else 0
-
 
 class Bottleneck(nn.Module):
     """One RegNet block, timm's ``Bottleneck`` or (``plan.preact``) ``PreBottleneck``; see ``nnx_model.Bottleneck``."""
@@ -176,7 +173,7 @@ class Bottleneck(nn.Module):
         se = SqueezeExcite(w, b.se_width, plan.act, name="se") if b.se_width else (lambda h: h)
         if plan.preact:
             def nrm(h, c, i):
-                return Norm(c, norm_groups=norm_groups(plan, c), act=plan.act, where=f"{b.name}.norm{i}",
+                return Norm(c, norm_groups=self.config.norm_groups(c), act=plan.act, where=f"{b.name}.norm{i}",
                             name=f"norm{i}", **norm)(h, train)
 
             x = nrm(x, b.in_width, 1)
@@ -186,7 +183,7 @@ class Bottleneck(nn.Module):
             shortcut = functools.partial(Conv, b.in_width, b.out_width, 1)
         else:
             def cna(cin, cout, k, part, name=None, **kw):  # part: the canonical name below the block
-                return ConvNormAct(cin, cout, k, norm_groups=norm_groups(plan, cout), where=f"{b.name}.{part}",
+                return ConvNormAct(cin, cout, k, norm_groups=self.config.norm_groups(cout), where=f"{b.name}.{part}",
                                    name=name or part, **norm, **kw)
 
             y = cna(b.in_width, w, 1, "conv1", act=plan.act)(x, train)
@@ -260,15 +257,16 @@ class RegNetLinen(nn.Module):
         if plan.preact:
             stem = Conv(c.in_chans, plan.stem_width, 3, 2, name="stem")
         else:
-            stem = functools.partial(ConvNormAct(c.in_chans, plan.stem_width, 3, 2, act=plan.act,
-                                                 norm_groups=norm_groups(plan, plan.stem_width), frozen=c.bn_frozen(0),
-                                                 axis_name=c.axis_name, where="stem", name="stem"), train=train)
+            stem = ConvNormAct(c.in_chans, plan.stem_width, 3, 2, act=plan.act,
+                               norm_groups=c.norm_groups(plan.stem_width), frozen=c.bn_frozen(0),
+                               axis_name=c.axis_name, where="stem", name="stem")
+            stem = functools.partial(stem, train=train)
         stages = [Stage(s.blocks, c, c.bn_frozen(s.index), name=s.name) for s in plan.stages]
         final_conv = None
         if plan.final_conv_width:
             final_conv = ConvNormAct(plan.stages[-1].out_width, plan.final_conv_width, 1, act=plan.act,
                                      frozen=c.bn_frozen(5), axis_name=c.axis_name,
-                                     norm_groups=norm_groups(plan, plan.final_conv_width), where="final_conv",
+                                     norm_groups=c.norm_groups(plan.final_conv_width), where="final_conv",
                                      name="final_conv")
             final_conv = functools.partial(final_conv, train=train)
         head = Head(plan.num_features, c.num_classes, name="head") if c.has_head else None

@@ -171,10 +171,6 @@ class AvgShortcut(Module):
         return getattr(self, "1")(ops.avg_downsample(x, self.stride, self.dilation))
 
 
-def norm_groups(plan: ArchPlan, channels: int) -> int:
-    """Groups of the plan's GroupNorm over ``channels``; 0 for BatchNorm."""
-    return plan.norm_groups(channels) if plan.norm == "groupnorm" else 0
-
 
 class Bottleneck(Module):
     """One RegNet block: 1x1 -> grouped 3x3 (stride, dilation) -> [SE] -> 1x1, plus the shortcut.
@@ -194,7 +190,7 @@ class Bottleneck(Module):
         norm = dict(frozen=frozen, axis_name=config.axis_name)
         if plan.preact:
             for i, c in enumerate((block.in_width, w, w), start=1):
-                setattr(self, f"norm{i}", Norm(c, norm_groups=norm_groups(plan, c), act=plan.act,
+                setattr(self, f"norm{i}", Norm(c, norm_groups=config.norm_groups(c), act=plan.act,
                                                where=f"{n}.norm{i}", **norm))
             self.conv1 = Conv(block.in_width, w, 1, rngs=rngs)
             self.conv2 = Conv(w, w, 3, **conv2)
@@ -202,7 +198,7 @@ class Bottleneck(Module):
             shortcut = functools.partial(Conv, block.in_width, block.out_width, 1, rngs=rngs)
         else:
             def cna(cin, cout, k, name, **kw):
-                return ConvNormAct(cin, cout, k, norm_groups=norm_groups(plan, cout), where=f"{n}.{name}",
+                return ConvNormAct(cin, cout, k, norm_groups=config.norm_groups(cout), where=f"{n}.{name}",
                                    **norm, **kw)
 
             self.conv1 = cna(block.in_width, w, 1, "conv1", act=plan.act, rngs=rngs)
@@ -290,13 +286,13 @@ class RegNet(Module):
             self.stem = Conv(config.in_chans, plan.stem_width, 3, stride=2, rngs=rngs)
         else:
             self.stem = ConvNormAct(config.in_chans, plan.stem_width, 3, stride=2, act=plan.act,
-                                    norm_groups=norm_groups(plan, plan.stem_width), frozen=config.bn_frozen(0),
+                                    norm_groups=config.norm_groups(plan.stem_width), frozen=config.bn_frozen(0),
                                     axis_name=a, where="stem", rngs=rngs)
         for stage in plan.stages:
             setattr(self, stage.name, Stage(stage.blocks, config, frozen=config.bn_frozen(stage.index), rngs=rngs))
         width = plan.final_conv_width  # timm's ConvNormAct after s4; see network.final_layer
         self.final_conv = ConvNormAct(plan.stages[-1].out_width, width, 1, act=plan.act,
-                                      norm_groups=norm_groups(plan, width), frozen=config.bn_frozen(5), axis_name=a,
+                                      norm_groups=config.norm_groups(width), frozen=config.bn_frozen(5), axis_name=a,
                                       where="final_conv", rngs=rngs) if width else None
         self.head = Head(plan.num_features, config.num_classes, rngs=rngs) if config.has_head else None
 

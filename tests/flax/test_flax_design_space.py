@@ -103,7 +103,10 @@ def test_matches_timm(name):
     exported = export_canonical(model)
     assert exported.keys() == state.keys() and all(np.array_equal(exported[k], state[k]) for k in state)
     linen = load_canonical(rz.create(name, framework="flax", api="linen"), state) if name in LINEN else None
-    if linen is not None:
+    if linen is not None:  # the same variable tree as the NNX form, and the same exact export
+        _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+        assert jax.tree.structure(params.to_pure_dict()) == jax.tree.structure(linen.variables["params"])
+        assert jax.tree.structure(stats.to_pure_dict()) == jax.tree.structure(linen.variables["batch_stats"])
         exported = export_canonical(linen)
         assert exported.keys() == state.keys() and all(np.array_equal(exported[k], state[k]) for k in state)
     for size in SIZES.get(name, (64,)):
@@ -115,6 +118,21 @@ def test_matches_timm(name):
         if linen is not None:
             out = linen.predict(xh, output_hidden_states=True)
             check(out.logits, out.hidden_states, *want, f"{name} {size}x{size} linen")
+
+
+@pytest.mark.parametrize("name, output_stride", [("regnetv_064", 8), ("regnetz_005", 16)])
+def test_output_stride_matches_timm(name, output_stride):
+    """Dilated stages: regnetv_064 at output_stride 8 has an avg shortcut without pooling (s3) and timm's
+    ``AvgPool2dSame(2, 1)`` one (s4); regnetz_005 at 16 a dilated block without shortcut."""
+    _, state = reference(name)
+    tm = timm.create_model(name, output_stride=output_stride)
+    counters = {k: v for k, v in tm.state_dict().items() if k.endswith("num_batches_tracked")}
+    tm.load_state_dict({**{k: torch.from_numpy(v) for k, v in state.items()}, **counters})
+    tm.eval()
+    model = load_canonical(rz.create(name, framework="flax", output_stride=output_stride), state)
+    x = nchw()
+    out = model.predict(np.transpose(x, (0, 2, 3, 1)), output_hidden_states=True)
+    check(out.logits, out.hidden_states, *timm_outputs(tm, x), f"{name} output_stride {output_stride} nnx")
 
 
 def test_features_only():
