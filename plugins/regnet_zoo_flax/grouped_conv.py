@@ -23,8 +23,8 @@ loop everywhere 38 s and 0.40 s (``"xla"`` everywhere: 39 s and 6.7 s). The cap 
 
 ``"auto"`` therefore picks, on CPU, in inference mode ``"split"`` for up to ``SPLIT_MAX_GROUPS`` groups and
 ``"loop"`` above, and in training mode (BN on batch statistics: ``model.train()``, linen ``train=True``)
-``"split"`` up to ``SPLIT_TRAIN_MAX_GROUPS`` and ``"loop"`` above; on accelerators XLA's own grouped conv. Every choice reads the same single kernel
-(3, 3, in / groups, out), so the parameter tree never depends on it.
+``"split"`` up to ``SPLIT_TRAIN_MAX_GROUPS`` and ``"loop"`` above; on accelerators XLA's own grouped conv. Every
+choice reads the same single kernel (3, 3, in / groups, out), so the parameter tree never depends on it.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import jax.numpy as jnp  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
 from harness import rel_err  # noqa: E402
-from regnet_zoo_flax.grouped_conv import (SPLIT_MAX_GROUPS, SPLIT_TRAIN_MAX_GROUPS, auto_impl, block_shapes,  # noqa: E402
-                                          choose_impls, tune)
+from regnet_zoo_flax.grouped_conv import (SPLIT_MAX_GROUPS, SPLIT_TRAIN_MAX_GROUPS, auto_impl,  # noqa: E402
+                                          block_shapes, choose_impls, tune)
 from regnet_zoo_flax.ops import CONV_IMPLS, conv2d  # noqa: E402
 
 
