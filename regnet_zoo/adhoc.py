@@ -22,6 +22,8 @@ from .errors import RegistryError, UnknownVariantError, describe
 from .registry_file import SCHEMA_VERSION, load_file, load_text
 from .variant import Location, Variant
 
+OVERRIDES = ("act", "se_ratio", "bottle_ratio", "downsample", "preact", "linear_out", "num_features")
+TIMM_OVERRIDE_NAMES = {"act_layer": "act"}  # timm's create_model keyword -> the registry field
 DEFAULT_NAME = "custom"
 DICT_FILE = "<dict>"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -104,3 +106,46 @@ def _unclashed(variant: Variant) -> Variant:
         raise RegistryError([f"{where}: {key!r} is already the registry variant "
                              f"{known.name!r} ({known.source}); give the ad-hoc variant another name"])
     return variant
+
+
+def entry_fields(variant: Variant) -> dict[str, Any]:
+    """The architecture fields of ``variant`` as a ``registry.yaml`` entry (no generator, aliases or weights)."""
+    v = variant
+    fields: dict[str, Any] = {"block": v.block, "stem_width": v.stem_width, "widths": list(v.widths),
+                              "depths": list(v.depths), "group_width": list(v.group_widths), "act": v.act,
+                              "norm": v.norm, "bottle_ratio": v.bottle_ratio, "downsample": v.downsample,
+                              "preact": v.preact, "linear_out": v.linear_out, "strides": list(v.strides)}
+    if v.block == "y":
+        fields["se_ratio"] = v.se_ratio
+    if v.norm == "groupnorm":
+        fields["norm_group_size"] = v.norm_group_size
+    if v.num_features:
+        fields["num_features"] = v.num_features
+    return fields
+
+
+def with_overrides(variant: Variant, overrides: dict[str, Any]) -> Variant:
+    """``variant`` with create-time architecture overrides (timm's ``create_model(name, act_layer="silu",
+    se_ratio=0.)``), validated by the registry loader. It keeps the variant's name and weight tags, so pretrained
+    weights load where the shapes still match; ``se_ratio=0`` makes a Y variant an X one (and a ratio an X a Y)."""
+    fields = entry_fields(variant)
+    for key, value in overrides.items():
+        if key == "se_ratio" and value == 0:
+            fields.pop("se_ratio", None)
+            fields["block"] = "x"
+        elif key == "se_ratio":
+            fields.update(block="y", se_ratio=value)
+        else:
+            fields[key] = value
+    where = f"<{variant.name} overrides>"
+    text = yaml.safe_dump({"schema": SCHEMA_VERSION, "variants": {variant.name: _plain(fields, variant.name)}},
+                          sort_keys=False)
+    try:
+        (changed,) = load_text(text, where)
+    except RegistryError as e:
+        raise RegistryError([re.sub(rf"^{re.escape(where)}:\d+:\d+:", f"{where}:", line) for line in e.problems]) \
+            from None
+    said = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    return replace(changed, weights=variant.weights, location=variant.location, plugin=variant.plugin,
+                   description=f"{variant.description or variant.name} with {said}")
+

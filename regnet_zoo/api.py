@@ -35,6 +35,11 @@ def list_variants(pattern: str = "*", *, pretrained: bool = False, framework: st
     return names
 
 
+def frameworks_that_build(variant: Variant) -> list[str]:
+    """Names of the registered frameworks that declare what ``variant`` needs (its block and design features)."""
+    return [fw.name for fw in get_host().frameworks.values() if _builds(fw, variant)]
+
+
 def _builds(fw: Framework, variant: Variant) -> bool:
     """True when ``fw`` declares every block type and design feature ``variant`` needs."""
     return variant.block in fw.blocks and build_plan(variant).design_features() <= set(fw.design_features)
@@ -192,9 +197,15 @@ def _request(
     plan the builder gets: ``BlockPlan.dilation``, ``StagePlan.stride``).
     ``framework_kwargs``: the options every framework shares (``regnet_zoo.options.SharedOptions``: drop_rate,
     drop_path_rate, frozen_stages, norm_eval, norm, force, dtype, data_format, fast, abstract) and the framework's
-    own (``Framework.options``), validated here, before the framework is imported.
+    own (``Framework.options``), validated here, before the framework is imported; and architecture overrides
+    (``adhoc.OVERRIDES``: ``act`` (timm's ``act_layer``), ``se_ratio``, ``bottle_ratio``, ``downsample``,
+    ``preact``, ``linear_out``, ``num_features``), applied to the variant as timm's ``create_model`` does.
     """
     res = resolve(name)
+    overrides = {adhoc.TIMM_OVERRIDE_NAMES.get(k, k): framework_kwargs.pop(k) for k in list(framework_kwargs)
+                 if adhoc.TIMM_OVERRIDE_NAMES.get(k, k) in adhoc.OVERRIDES}
+    if overrides:
+        res = Resolved(adhoc.with_overrides(res.variant, overrides), res.tag)
     fw = get_host().framework(framework)
     if res.variant.block not in fw.blocks:
         raise ValueError(f"framework {fw.name!r} cannot build {res.variant.block.upper()} blocks "

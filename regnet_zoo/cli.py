@@ -60,7 +60,19 @@ def _tags_cell(tags: list[str]) -> str:
 
 
 def _builders(variant) -> list[str]:
-    return [f.name for f in get_host().frameworks.values() if variant.block in f.blocks]
+    return api.frameworks_that_build(variant)
+
+
+def _layers(v) -> str:
+    """The variant's design-space choices in words (timm's RegNetCfg fields)."""
+    parts = [v.act, v.norm + (f" ({v.norm_group_size} channels per group)" if v.norm == "groupnorm" else ""),
+             "pre-activation blocks" if v.preact else "post-activation blocks",
+             f"bottleneck x{v.bottle_ratio:g}", f"shape-changing shortcut {v.downsample}"]
+    if v.linear_out:
+        parts.append("no activation after the residual add")
+    if v.num_features:
+        parts.append(f"final 1x1 conv -> {v.num_features}")
+    return ", ".join(parts)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -110,6 +122,7 @@ def _show_record(name: str, resolution: int) -> dict[str, Any]:
         "name": v.name, "description": v.description, "block": v.block.upper(), "source": v.source,
         "aliases": list(v.aliases), "stem_width": v.stem_width, "se_ratio": v.se_ratio,
         "generator": v.generator.as_dict() if v.generator else None,
+        "layers": _layers(v), "preact": v.preact,
         "stages": [{"name": s.name, "in": s.in_width, "out": s.out_width, "depth": s.depth, "stride": s.stride,
                     "group_width": s.group_width, "groups": s.groups, "bottleneck": s.bottleneck_width,
                     "se_widths": sorted(set(s.se_widths))} for s in pl.stages],
@@ -151,7 +164,9 @@ def _print_show(rec: dict[str, Any]) -> None:
     out = [f"{rec['name']}: {rec['description'] or 'RegNet' + rec['block']}",
            f"  defined at   {rec['source']}",
            f"  block        {rec['block']}" + (f" (squeeze-excitation ratio {rec['se_ratio']})" if rec['se_ratio'] else ""),
-           f"  stem         3x3 conv stride 2 -> {rec['stem_width']} channels"]
+           f"  stem         3x3 conv stride 2 -> {rec['stem_width']} channels"
+           + (" (bare conv)" if rec["preact"] else ""),
+           f"  layers       {rec['layers']}"]
     if rec["aliases"]:
         out.append(f"  aliases      {', '.join(rec['aliases'])}")
     if rec["generator"]:
@@ -159,10 +174,10 @@ def _print_show(rec: dict[str, Any]) -> None:
         out.append(f"  generator    w0={g['w0']:g} wa={g['wa']:g} wm={g['wm']:g} depth={g['depth']} "
                    f"({g['rounding']} rounding)")
     out.append("")
-    rows = [[s["name"], s["in"], s["out"], s["depth"], s["stride"], s["group_width"], s["groups"],
+    rows = [[s["name"], s["in"], s["out"], s["bottleneck"], s["depth"], s["stride"], s["group_width"], s["groups"],
              ",".join(map(str, s["se_widths"])) if any(s["se_widths"]) else "-"] for s in rec["stages"]]
     out.append(_indent(_table([[str(c) for c in r] for r in rows],
-                              ["STAGE", "IN", "OUT", "DEPTH", "STRIDE", "GROUP_W", "GROUPS", "SE_W"])))
+                              ["STAGE", "IN", "OUT", "BOTTLENECK", "DEPTH", "STRIDE", "GROUP_W", "GROUPS", "SE_W"])))
     out.append("")
     rows = [[str(f["index"]), f["name"], f["level"], str(f["channels"]), str(f["reduction"])]
             for f in rec["feature_info"]]

@@ -136,6 +136,12 @@ class ArchPlan:
         found |= {"stage_stride_1"} if any(s.stride == 1 and s.dilation == 1 for s in self.stages) else set()
         return frozenset(found)
 
+    @property
+    def zero_init_last(self) -> bool:
+        """Whether random init zeroes each block's last norm scale (timm: post-activation blocks, but not RegNetZ,
+        which timm builds with ``zero_init_last=False``; pre-activation blocks have no last norm)."""
+        return not (self.preact or self.linear_out)
+
     def norm_groups(self, channels: int) -> int:
         """Groups of the GroupNorm over ``channels`` (``norm == "groupnorm"`` only)."""
         return channels // self.norm_group_size

@@ -35,7 +35,7 @@ def random_state(name: str, num_classes: int = 1000, in_chans: int = 3, seed: in
             arr = rng.normal(0.0, 0.1, shape)
         elif key.endswith("running_var"):
             arr = rng.uniform(0.5, 1.5, shape)
-        elif key.endswith("bn.weight"):
+        elif key.endswith("weight") and len(shape) == 1:  # a norm's scale (bn.weight, or normN.weight in preact)
             lo, hi = (0.1, 0.4) if ".conv3." in key else (0.5, 1.5)  # keep residual sums bounded
             arr = rng.uniform(lo, hi, shape)
         elif key.endswith("bias"):
@@ -131,15 +131,16 @@ def timm_reference(name: str, state: dict[str, np.ndarray], x: np.ndarray, num_c
 
 
 def randomize(model, seed: int = 0):
-    """Random BN statistics and affine parameters (timm/HF zero-init some BN weights, which hides mistakes)."""
+    """Random BN statistics and norm affine parameters (timm/HF zero-init some BN weights, which hides mistakes)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model.eval()

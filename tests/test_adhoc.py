@@ -97,3 +97,37 @@ def test_yaml_file(tmp_path):
 def test_a_registry_file_entry_is_the_registry_variant():
     path = rz.get_variant("regnetx_002").location.file
     assert rz.get_variant(f"{path}::regnetx_002") is rz.get_variant("regnetx_002")
+
+
+@pytest.mark.parametrize("ours, timms", [
+    (dict(act_layer="silu", se_ratio=0.0), dict(act_layer="silu", se_ratio=0.0)),  # timm's own spelling
+    (dict(act="gelu", se_ratio=0.5), dict(act_layer="gelu", se_ratio=0.5)),
+    (dict(linear_out=True, num_features=512), dict(linear_out=True, num_features=512)),
+    (dict(downsample="avg", preact=True), dict(downsample="avg", preact=True)),
+])
+def test_create_time_overrides_equal_timms(ours, timms):
+    """issue 13: timm's ``create_model(name, act_layer=..., se_ratio=...)`` overrides, same network as timm's."""
+    from testdeps import require
+
+    require("torch", "timm")
+    import timm
+    import torch
+
+    from harness import randomize
+
+    theirs = randomize(timm.create_model("regnety_002", **timms))
+    model = rz.create("regnety_002", "torch", **ours).eval()
+    model.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), theirs(x))
+    assert model.variant_name == "regnety_002"
+    assert model.pretrained_cfg["tag"] == rz.get_variant("regnety_002").default_tag  # the weight tags are kept
+
+
+def test_bad_overrides_get_the_loaders_errors():
+    with pytest.raises(RegistryError) as e:
+        rz.create("regnety_002", "torch", act="swish")
+    assert e.value.problems == ["<regnety_002 overrides>: regnety_002.act must be one of relu, silu, gelu, got 'swish'"]
+    with pytest.raises(RegistryError, match="regnety_002.preact must be true or false, got a string"):
+        rz.build_request("regnety_002", "torch", preact="yes")

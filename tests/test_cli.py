@@ -23,11 +23,11 @@ def run(capsys, *argv):
 def test_list_table_and_json(capsys):
     code, out, _ = run(capsys, "list")
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 32
+    assert code == 0 and len(lines) == 38
     assert lines[0].split() == ["NAME", "BLOCK", "PARAMS", "GFLOPS@224", "WIDTHS", "DEPTHS", "TAGS", "FRAMEWORKS"]
-    assert lines[1].split() == ["regnetx_002", "X", "2.7M", "0.20", "24,56,152,368", "1,1,4,7", "pycls_in1k", "+1",
+    assert lines[3].split() == ["regnetx_002", "X", "2.7M", "0.20", "24,56,152,368", "1,1,4,7", "pycls_in1k", "+1",
                                 "torch,tf,flax"]
-    code, out, _ = run(capsys, "list", "regnety_04*", "--json")
+    code, out, _ = run(capsys, "list", "regnety_04?", "--json")
     (rec,) = json.loads(out)
     assert rec["params"] == 20646656 and rec["tags"] == ["ra3_in1k", "pycls_in1k", "hf_in1k"]
     assert abs(rec["gflops"] - 3.973301344) < 1e-12
@@ -48,7 +48,8 @@ def test_show_regnety_10b(capsys):
     assert code == 0
     assert "params       9,352,215,872 (1000 classes); 9,323,934,872 without head" in out
     assert "flops        1863.313 GFLOPs" in out
-    assert "s4     11110  28280  1      2       1010     28      2778" in out
+    assert "s4     11110  28280  28280       1      2       1010     28      2778" in out
+    assert "layers       relu, batchnorm, post-activation blocks, bottleneck x1, shape-changing shortcut conv1x1" in out
     assert "registry.yaml:" in out and "(regnet_zoo.builtin_variants)" in out
     code, out, _ = run(capsys, "show", "RegNetY-4.0GF", "--json", "--resolution", "288")
     rec = json.loads(out)
@@ -90,7 +91,7 @@ def test_show_and_check_a_users_file(capsys, tmp_path):
     code, out, _ = run(capsys, "show", f"{path}::toynet_y_wide")
     lines = out.splitlines()
     assert code == 0 and lines[:2] == ["toynet_y_wide: a tiny third-party RegNetY", f"  defined at   {path}:12"]
-    assert lines[7].split() == ["s1", "16", "32", "1", "2", "8", "4", "4"]
+    assert lines[8].split() == ["s1", "16", "32", "32", "1", "2", "8", "4", "4"]
     code, out, _ = run(capsys, "show", str(path), "--json")
     assert code == 0 and [r["name"] for r in json.loads(out)] == ["toynet_y_tiny", "toynet_y_wide"]
     code, out, _ = run(capsys, "check", str(path))
@@ -154,9 +155,10 @@ def test_list_orders_each_family_by_complexity():
     proc = cli("list", script=True)
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines()[1:]]
-    assert names[-1] == "regnety_10b" and names.index("regnety_008_tv") + 1 == names.index("regnety_016")
-    assert names[:13] == [n for n in names if n.startswith("regnetx_")]
-    for family in ("regnetx_", "regnety_"):
+    assert names[-1] == "regnetz_040_h" and names.index("regnety_008_tv") + 1 == names.index("regnety_016")
+    assert names[:2] == ["regnetv_040", "regnetv_064"]  # families in alphabetical order
+    assert names[2:15] == [n for n in names if n.startswith("regnetx_")]
+    for family in ("regnetx_", "regnety_", "regnetv_", "regnetz_"):
         flops = [rz.plan(n).flops(224) for n in names if n.startswith(family)]
         assert flops == sorted(flops)
     assert sorted(names) == sorted(rz.list_variants())
@@ -169,8 +171,8 @@ def test_unknown_name_without_a_close_one_lists_the_families():
     proc = cli("show", "resnet50")
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == ("regnet-zoo: error: unknown variant 'resnet50', and no variant has a close name; the "
-                           "registry holds regnetx_* (13 variants) and regnety_* (18 variants): see "
-                           "`regnet-zoo list`\n")
+                           "registry holds regnetx_* (13 variants), regnety_* (19 variants), regnetv_* (2 variants) "
+                           "and regnetz_* (3 variants): see `regnet-zoo list`\n")
 
 
 def test_predict_with_random_weights_runs_offline_and_says_so(tmp_path):

@@ -157,3 +157,49 @@ def test_duplicate_names_and_aliases_across_files(tmp_path):
     (line,) = e.value.problems
     assert line.startswith(f"{b}:3:3: alias 'tiny' of variant 'other_x' is already used by variant 'tiny_x' "
                            f"({a}:3 (plug_a))")
+
+
+SCHEMA2 = GOOD.replace("schema: 1", "schema: 2").replace("    generator: {w0: 24, wa: 36.44, wm: 2.49, depth: 13}\n",
+                                                         "")
+
+
+def test_schema_2_fields_load_and_reach_the_plan():
+    """issue 13: timm's RegNetCfg design space as data (RegNetV / RegNetZ / GroupNorm fields)."""
+    from regnet_zoo.plan import build_plan
+
+    text = SCHEMA2 + ("    act: silu\n    norm: groupnorm\n    norm_group_size: 8\n    bottle_ratio: 2.0\n"
+                      "    downsample: avg\n    preact: true\n    linear_out: false\n    num_features: 512\n"
+                      "    strides: [1, 2, 2, 2]\n")
+    (v,) = load_text(text, "t.yaml")
+    assert (v.act, v.norm, v.norm_group_size, v.bottle_ratio, v.downsample, v.preact, v.linear_out, v.num_features,
+            v.strides) == ("silu", "groupnorm", 8, 2.0, "avg", True, False, 512, (1, 2, 2, 2))
+    plan = build_plan(v)
+    assert [s.bottleneck_width for s in plan.stages] == [48, 112, 304, 736]
+    assert [b.shortcut for b in plan.stages[0].blocks] == ["avg"]  # 32 -> 24 channels at stride 1
+    assert [f.reduction for f in plan.all_feature_info()] == [2, 2, 4, 8, 16]
+    assert plan.num_features == 512 and plan.norm_groups(48) == 6
+    assert plan.design_features() == {"act:silu", "groupnorm", "preact", "final_conv", "shortcut:avg", "bottle_ratio",
+                                      "stage_stride_1"}
+
+
+def test_schema_2_field_errors():
+    text = SCHEMA2 + ("    act: swish\n    norm: groupnrom\n    bottle_ration: 2\n    downsample: pool\n"
+                      "    preact: 1\n    strides: [2, 3, 2, 2]\n")
+    lines = problems(text)
+    assert "t.yaml:9:10: tiny_x.act must be one of relu, silu, gelu, got 'swish'" in lines
+    assert "t.yaml:10:11: tiny_x.norm must be one of batchnorm, groupnorm, got 'groupnrom'" in lines
+    assert "t.yaml:11:5: unknown field 'bottle_ration' in variant 'tiny_x'; did you mean 'bottle_ratio'?" in lines
+    assert "t.yaml:12:17: tiny_x.downsample must be one of conv1x1, avg, none, got 'pool'" in lines
+    assert "t.yaml:13:13: tiny_x.preact must be true or false, got an int ('1')" in lines
+    assert "t.yaml:14:18: tiny_x.strides[1] must be one of 1, 2, got 3" in lines
+    gn = problems(SCHEMA2.replace("    group_width: 8\n", "    group_width: 8\n    norm: groupnorm\n"))
+    assert gn == ["t.yaml:9:11: tiny_x.norm: groupnorm needs norm_group_size (channels per group, e.g. 16)"]
+    odd = problems(SCHEMA2.replace("    group_width: 8\n",
+                                   "    group_width: 8\n    norm: groupnorm\n    norm_group_size: 48\n"))
+    assert odd == ["t.yaml:10:22: tiny_x.norm_group_size 48 does not divide the normalised widths [24, 32, 56, 152, "
+                   "368]; choose a divisor of every width"]
+
+
+def test_schema_2_fields_need_schema_2():
+    lines = problems(GOOD.replace("    group_width: 8\n", "    group_width: 8\n    act: silu\n"))
+    assert lines == ["t.yaml:9:5: tiny_x.act needs 'schema: 2' at the top of the file (this file says schema 1)"]

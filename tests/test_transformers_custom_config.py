@@ -30,6 +30,12 @@ CONFIGS = {
     # max(1, 24 // 16) = 1 group of 24 and 3 groups of 16 in s4: a group width clipped / different per stage
     "y-gw16": dict(embedding_size=16, hidden_sizes=[24, 32, 40, 48], depths=[1, 2, 1, 1], groups_width=16,
                    layer_type="y", num_labels=3),
+    # a stride-1 first stage (strides [1, 2, 2, 2]): its first block's 1x1 shortcut conv has stride 1
+    "x-no-first-downsample": dict(embedding_size=16, hidden_sizes=[24, 32, 48, 64], depths=[1, 2, 1, 1],
+                                  groups_width=8, layer_type="x", downsample_in_first_stage=False, num_labels=3),
+    # another activation: an X block has no SE, so transformers' hidden_act is the plan's act everywhere
+    "x-gelu": dict(embedding_size=16, hidden_sizes=[24, 32, 48, 64], depths=[1, 1, 2, 1], groups_width=8,
+                   layer_type="x", hidden_act="gelu", num_labels=3),
 }
 
 
@@ -117,13 +123,16 @@ def test_unsupported_fields_are_named():
     from regnet_zoo.weights import hf_config
 
     tiny = dict(CONFIGS["stem10-y"], model_type="regnet")
-    for key, value, allowed in [("hidden_act", "gelu", "ReLU RegNets only (hidden_act='relu')"),
-                                ("num_channels", 1, "3-channel (RGB) RegNets from transformers configs only "
-                                                    "(num_channels=3)"),
-                                ("downsample_in_first_stage", False, "RegNets whose first stage downsamples (stride "
-                                                                     "2) only (downsample_in_first_stage=True)")]:
-        with pytest.raises(WeightsError) as e:
-            hf_config.variant_from_config(dict(tiny, **{key: value}), "my/config.json")
-        assert str(e.value) == f"my/config.json: {key}={value!r} is not supported; regnet-zoo builds {allowed}"
-    with pytest.raises(WeightsError, match="hidden_act='silu' is not supported"):
+    with pytest.raises(WeightsError) as e:
+        hf_config.variant_from_config(dict(tiny, num_channels=1), "my/config.json")
+    assert str(e.value) == ("my/config.json: num_channels=1 is not supported; regnet-zoo builds 3-channel (RGB) "
+                            "RegNets from transformers configs only (num_channels=3)")
+    with pytest.raises(WeightsError) as e:
+        hf_config.variant_from_config(dict(tiny, hidden_act="gelu"), "my/config.json")
+    assert str(e.value).startswith("my/config.json: hidden_act='gelu' with layer_type='y' is not supported; "
+                                   "transformers keeps ReLU inside the squeeze-excitation of Y blocks")
+    with pytest.raises(WeightsError, match="hidden_act='mish' with layer_type='x' is not supported; regnet-zoo builds "
+                                           "hidden_act 'relu', 'gelu', 'silu', 'swish'"):
+        hf_config.variant_from_config(dict(tiny, layer_type="x", hidden_act="mish"), "my/config.json")
+    with pytest.raises(WeightsError, match="hidden_act='silu' with layer_type='y' is not supported"):
         rzt.RegNetModel(rzt.RegNetConfig(**dict(CONFIGS["stem10-y"], hidden_act="silu")))

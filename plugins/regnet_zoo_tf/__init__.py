@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from regnet_zoo import ExportFormat, Framework, hookimpl
+from regnet_zoo.plan import DESIGN_FEATURES
 
 EXPORT_HINT = "pip install 'regnet-zoo[export]'"
 
@@ -41,6 +42,7 @@ def register_frameworks(register):
         loader="regnet_zoo_tf.weights:load_canonical",
         exporter="regnet_zoo_tf.weights:export_canonical",
         layout="NHWC",
+        design_features=DESIGN_FEATURES,  # all of them, in the Keras model and the fast path (fast.py)
         install_hint="pip install 'regnet-zoo[tf]'",
         formats=(
             ExportFormat("tflite", "regnet_zoo_tf.export:write_tflite", suffix=".tflite",

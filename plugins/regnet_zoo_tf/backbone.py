@@ -1,12 +1,16 @@
-"""``RegNetBackbone``: a RegNet X/Y trunk as a keras-hub ``FeaturePyramidBackbone`` (functional, NHWC inside).
+"""``RegNetBackbone``: a RegNet trunk as a keras-hub ``FeaturePyramidBackbone`` (functional, NHWC inside): X / Y and
+timm's wider design space (pre-activation RegNetV, GroupNorm, SiLU / GELU, avg-pool or absent shortcuts, bottleneck
+ratio, linear_out and a final 1x1 conv as in RegNetZ), one block definition reading the plan.
 
 Every layer is named after its canonical (timm) module path: ``stem.conv``, ``stem.bn``, ``s2.b1.conv2.conv``,
 ``s2.b1.se.fc1``, ``s2.b1.downsample.bn`` ..., so ``backbone.get_layer("s3.b2.conv1.bn")`` holds exactly the
-tensors of ``s3.b2.conv1.bn.{weight,bias,running_mean,running_var}`` and weights move in and out by name.
+tensors of ``s3.b2.conv1.bn.{weight,bias,running_mean,running_var}`` and weights move in and out by name (a
+pre-activation network's bare convs and norms are ``s3.b2.conv1``, ``s3.b2.norm1``; after s4: ``final_conv.*``).
 
 Two forms, one class:
 
-* ``out_indices=None`` (keras-hub form): the output is the last stage map, ``pyramid_outputs`` holds P2..P5, and
+* ``out_indices=None`` (keras-hub form): the output is the head's input (the last stage map, or what the plan's
+  final conv / activation makes of it), ``pyramid_outputs`` holds the stage maps P2..P5, and
   ``keras_hub.models.ImageClassifier(backbone=...)`` takes it as it is;
 * ``out_indices=(1, 2, 3, 4)`` (timm's ``features_only``): the output is the list of those maps (0 = stem), and
   ``pyramid_outputs`` holds their levels (P1..P5), so ``keras_hub.models.RetinaNetBackbone(image_encoder=...)``
@@ -26,31 +30,59 @@ from ._tf import keras
 from .layers import GROUPED_CONV_IMPLS, PACKAGE, BatchNorm, DropPath, GroupedConv2D, InputGuard
 
 DATA_FORMATS = ("channels_last", "channels_first")
+# ArchPlan's network-wide design-space fields, carried as they are in the config
+DESIGN_FIELDS = ("act", "norm", "norm_group_size", "preact", "linear_out", "final_width", "downsample")
 
 
 def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise_depths: Sequence[int],
                      stackwise_groups: Sequence[int], stackwise_se_widths: Sequence[Sequence[int]],
-                     name: str = "regnet", se_ratio: float = 0.0, output_stride: int = 32) -> ArchPlan:
+                     name: str = "regnet", se_ratio: float = 0.0, output_stride: int = 32,
+                     stackwise_bottleneck_widths: Sequence[int] | None = None,
+                     stackwise_strides: Sequence[int] | None = None, act: str = "relu", norm: str = "batchnorm",
+                     norm_group_size: int = 0, preact: bool = False, linear_out: bool = False, final_width: int = 0,
+                     downsample: str = "conv1x1") -> ArchPlan:
     """Rebuild the explicit ``ArchPlan`` a backbone config describes (the inverse of ``config_from_plan``);
-    ``output_stride`` 16 / 8 dilates the later stages (``ArchPlan.with_output_stride``)."""
+    ``output_stride`` 16 / 8 dilates the later stages (``ArchPlan.with_output_stride``). The design-space fields
+    (bottleneck widths, stage strides, act, norm, preact, linear_out, final_width, downsample) default to RegNet X / Y.
+    """
+    bottlenecks = list(stackwise_widths) if stackwise_bottleneck_widths is None else stackwise_bottleneck_widths
+    strides = [2] * len(stackwise_widths) if stackwise_strides is None else stackwise_strides
     lists = {"stackwise_widths": stackwise_widths, "stackwise_depths": stackwise_depths,
-             "stackwise_groups": stackwise_groups, "stackwise_se_widths": stackwise_se_widths}
+             "stackwise_groups": stackwise_groups, "stackwise_se_widths": stackwise_se_widths,
+             "stackwise_bottleneck_widths": bottlenecks, "stackwise_strides": strides}
     lengths = {k: len(v) for k, v in lists.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"stage lists must have one entry per stage, got lengths {lengths}")
     stages, prev = [], int(stem_width)
-    for i, (width, depth, groups, se) in enumerate(zip(stackwise_widths, stackwise_depths, stackwise_groups,
-                                                       stackwise_se_widths), start=1):
-        if width % groups:
-            raise ValueError(f"stage s{i}: {groups} groups do not divide width {width}")
+    for i, (width, depth, groups, se, bottleneck, stride) in enumerate(
+            zip(stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths, bottlenecks, strides),
+            start=1):
+        if bottleneck % groups:
+            raise ValueError(f"stage s{i}: {groups} groups do not divide bottleneck width {bottleneck}")
         if len(se) != depth:
             raise ValueError(f"stage s{i}: stackwise_se_widths has {len(se)} entries for {depth} blocks")
-        blocks = tuple(BlockPlan(f"s{i}.b{j + 1}", prev if j == 0 else width, width, width, 2 if j == 0 else 1,
-                                 groups, int(se[j]), j == 0) for j in range(depth))
-        stages.append(StagePlan(f"s{i}", i, prev, width, depth, 2, width // groups, groups, width, blocks))
+        blocks = []
+        for j in range(depth):
+            in_w, s = (prev, stride) if j == 0 else (width, 1)
+            blocks.append(BlockPlan(f"s{i}.b{j + 1}", in_w, width, bottleneck, s, groups, int(se[j]),
+                                    downsample if in_w != width or s != 1 else "identity"))
+        stages.append(StagePlan(f"s{i}", i, prev, width, depth, stride, bottleneck // groups, groups, bottleneck,
+                                tuple(blocks)))
         prev = width
     block = "y" if any(any(s) for s in stackwise_se_widths) else "x"
-    return ArchPlan(name, block, int(stem_width), se_ratio, tuple(stages)).with_output_stride(output_stride)
+    return ArchPlan(name, block, int(stem_width), se_ratio, tuple(stages), act=act, norm=norm,
+                    norm_group_size=int(norm_group_size), preact=bool(preact), linear_out=bool(linear_out),
+                    final_width=int(final_width), downsample=downsample).with_output_stride(output_stride)
+
+
+def _undilated_strides(plan: ArchPlan) -> list[int]:
+    """Each stage's stride before ``with_output_stride`` (a dilated stage has stride 1, its stride is in its
+    dilation)."""
+    strides, prev = [], 1
+    for s in plan.stages:
+        strides.append(s.stride * (s.dilation // prev))
+        prev = s.dilation
+    return strides
 
 
 def config_from_plan(plan: ArchPlan) -> dict:
@@ -61,9 +93,12 @@ def config_from_plan(plan: ArchPlan) -> dict:
         "stackwise_depths": [s.depth for s in plan.stages],
         "stackwise_groups": [s.groups for s in plan.stages],
         "stackwise_se_widths": [list(s.se_widths) for s in plan.stages],
+        "stackwise_bottleneck_widths": [s.bottleneck_width for s in plan.stages],
+        "stackwise_strides": _undilated_strides(plan),
         "variant": plan.name,
         "se_ratio": plan.se_ratio,
         "output_stride": plan.output_stride,
+        **{k: getattr(plan, k) for k in DESIGN_FIELDS},
     }
 
 
@@ -73,67 +108,121 @@ def conv_init(groups: int = 1):
 
 
 class _Builder:
-    """Creates the named layers of one backbone and wires them on NHWC KerasTensors.
+    """Creates the named layers of one backbone from its plan and wires them on NHWC KerasTensors.
 
-    Fresh weights follow timm's init (He fan-out convs, BN 1 / 0, the last BN of each block zeroed), so an
-    untrained model behaves like timm's and trains from scratch the same way.
+    Fresh weights follow timm's init (He fan-out convs, norms 1 / 0, the last norm of each post-activation block
+    zeroed), so an untrained model behaves like timm's and trains from scratch the same way.
     """
 
-    def __init__(self, dtype, norm_eval: bool, sync_bn: bool, grouped_conv: str, drop_path_rates=None):
-        self.dtype, self.norm_eval, self.sync_bn, self.grouped_conv = dtype, norm_eval, sync_bn, grouped_conv
+    def __init__(self, plan: ArchPlan, dtype, norm_eval: bool, sync_bn: bool, grouped_conv: str,
+                 drop_path_rates=None):
+        self.plan, self.dtype, self.norm_eval, self.sync_bn = plan, dtype, norm_eval, sync_bn
+        self.grouped_conv = grouped_conv
         self.drop_path_rates = drop_path_rates or {}
 
-    def bn(self, x, name, zero_init=False):
-        return BatchNorm(norm_eval=self.norm_eval, synchronized=self.sync_bn, dtype=self.dtype, name=name,
-                         gamma_initializer="zeros" if zero_init else "ones")(x)
+    # --- layers ----------------------------------------------------------------------------------------------
+    def act(self, x, name):
+        if self.plan.act == "relu":
+            return keras.layers.ReLU(dtype=self.dtype, name=name)(x)
+        return keras.layers.Activation(self.plan.act, dtype=self.dtype, name=name)(x)  # silu; gelu: exact erf form
 
-    def conv_bn(self, x, prefix, filters, kernel=1, stride=1, groups=1, act=True, zero_init=False, dilation=1):
-        if kernel > 1:  # PyTorch's symmetric padding: dilation * (k // 2) each side
-            x = keras.layers.ZeroPadding2D(dilation * (kernel // 2), dtype=self.dtype, name=f"{prefix}.pad")(x)
-        common = dict(strides=stride, padding="valid", use_bias=False, dtype=self.dtype, name=f"{prefix}.conv",
+    def norm(self, x, name, act=True, zero_init=False):
+        """The plan's norm (``name``: BN or GroupNorm, eps 1e-5), then its activation (``name.act``) if ``act``."""
+        gamma = "zeros" if zero_init else "ones"
+        if self.plan.norm == "groupnorm":
+            x = keras.layers.GroupNormalization(self.plan.norm_groups(x.shape[-1]), epsilon=1e-5,
+                                                gamma_initializer=gamma, dtype=self.dtype, name=name)(x)
+        else:
+            x = BatchNorm(norm_eval=self.norm_eval, synchronized=self.sync_bn, dtype=self.dtype, name=name,
+                          gamma_initializer=gamma)(x)
+        return self.act(x, f"{name}.act") if act else x
+
+    def conv(self, x, name, filters, kernel=1, stride=1, groups=1, dilation=1, pad_name=None):
+        """A bias-free conv named ``name`` with PyTorch's symmetric padding (``dilation * (k // 2)`` each side)."""
+        if kernel > 1:
+            x = keras.layers.ZeroPadding2D(dilation * (kernel // 2), dtype=self.dtype,
+                                           name=pad_name or f"{name}.pad")(x)
+        common = dict(strides=stride, padding="valid", use_bias=False, dtype=self.dtype, name=name,
                       kernel_initializer=conv_init(groups), dilation_rate=dilation)
         if groups > 1:
-            x = GroupedConv2D(filters, kernel, groups=groups, impl=self.grouped_conv, **common)(x)
-        else:
-            x = keras.layers.Conv2D(filters, kernel, **common)(x)
-        x = self.bn(x, f"{prefix}.bn", zero_init)
-        return keras.layers.ReLU(dtype=self.dtype, name=f"{prefix}.act")(x) if act else x
+            return GroupedConv2D(filters, kernel, groups=groups, impl=self.grouped_conv, **common)(x)
+        return keras.layers.Conv2D(filters, kernel, **common)(x)
+
+    def conv_unit(self, x, prefix, filters, kernel=1, stride=1, groups=1, dilation=1, act=True, zero_init=False):
+        """timm's ``ConvNormAct`` (``prefix.conv``, ``prefix.bn``, ``prefix.act``) in a post-activation network;
+        a bare conv named ``prefix`` in a pre-activation one (its norm belongs to the next unit)."""
+        if self.plan.preact:
+            return self.conv(x, prefix, filters, kernel, stride, groups, dilation)
+        x = self.conv(x, f"{prefix}.conv", filters, kernel, stride, groups, dilation, pad_name=f"{prefix}.pad")
+        return self.norm(x, f"{prefix}.bn", act, zero_init)
 
     def squeeze_excite(self, x, prefix, width, se_width):
         s = keras.layers.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype, name=f"{prefix}.pool")(x)
-        s = keras.layers.Conv2D(se_width, 1, activation="relu", kernel_initializer=conv_init(), dtype=self.dtype,
-                                name=f"{prefix}.fc1")(s)
+        s = keras.layers.Conv2D(se_width, 1, activation=self.plan.act, kernel_initializer=conv_init(), dtype=self.dtype,
+                                name=f"{prefix}.fc1")(s)  # the network's activation inside, as timm's SEModule
         s = keras.layers.Conv2D(width, 1, activation="sigmoid", kernel_initializer=conv_init(), dtype=self.dtype,
                                 name=f"{prefix}.fc2")(s)
         return keras.layers.Multiply(dtype=self.dtype, name=f"{prefix}.gate")([x, s])
 
-    def block(self, x, b: BlockPlan):
-        p = b.name
-        y = self.conv_bn(x, f"{p}.conv1", b.bottleneck_width)
-        y = self.conv_bn(y, f"{p}.conv2", b.bottleneck_width, 3, b.stride, b.groups, dilation=b.dilation)
-        if b.se_width:
-            y = self.squeeze_excite(y, f"{p}.se", b.bottleneck_width, b.se_width)
-        y = self.conv_bn(y, f"{p}.conv3", b.out_width, act=False, zero_init=True)
-        if self.drop_path_rates.get(p):
-            y = DropPath(self.drop_path_rates[p], dtype=self.dtype, name=f"{p}.drop_path")(y)
-        shortcut = self.conv_bn(x, f"{p}.downsample", b.out_width, 1, b.stride, act=False) if b.shortcut_conv else x
-        y = keras.layers.Add(dtype=self.dtype, name=f"{p}.add")([y, shortcut])
-        return keras.layers.ReLU(dtype=self.dtype, name=f"{p}.act")(y)
+    def shortcut(self, x, b: BlockPlan):
+        """timm's ``create_shortcut``: identity, 1x1 conv (+ norm), avg pool + 1x1 conv (+ norm), or None."""
+        p = f"{b.name}.downsample"
+        if b.shortcut in ("identity", "none"):
+            return x if b.shortcut == "identity" else None
+        if b.shortcut == "conv1x1":
+            return self.conv_unit(x, p, b.out_width, 1, b.stride, act=False)
+        if b.dilation > 1:  # timm's AvgPool2dSame(2, 1): zero-pad right / bottom, zeros counted
+            x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), dtype=self.dtype, name=f"{p}.0.pad")(x)
+            x = keras.layers.AveragePooling2D(2, 1, "valid", dtype=self.dtype, name=f"{p}.0")(x)
+        elif b.stride > 1:  # AvgPool2d(2, s, ceil_mode=True, count_include_pad=False) == TF's "same" average
+            x = keras.layers.AveragePooling2D(2, b.stride, "same", dtype=self.dtype, name=f"{p}.0")(x)
+        return self.conv_unit(x, f"{p}.1", b.out_width, 1, act=False)
 
-    def trunk(self, x, plan: ArchPlan) -> list:
+    # --- network ---------------------------------------------------------------------------------------------
+    def block(self, x, b: BlockPlan):
+        """timm's ``Bottleneck`` or, in a pre-activation network, ``PreBottleneck``."""
+        p, pre, width = b.name, self.plan.preact, b.bottleneck_width
+        if pre:
+            x = self.norm(x, f"{p}.norm1")
+        y = self.conv_unit(x, f"{p}.conv1", width)
+        if pre:
+            y = self.norm(y, f"{p}.norm2")
+        y = self.conv_unit(y, f"{p}.conv2", width, 3, b.stride, b.groups, b.dilation)
+        if b.se_width:
+            y = self.squeeze_excite(y, f"{p}.se", width, b.se_width)
+        if pre:
+            y = self.norm(y, f"{p}.norm3")
+        # timm zero-inits the last norm of each post-activation block, except in RegNetZ (linear_out, whose blocks
+        # without a shortcut would output zeros)
+        y = self.conv_unit(y, f"{p}.conv3", b.out_width, act=False, zero_init=not self.plan.linear_out)
+        shortcut = self.shortcut(x, b)
+        if shortcut is not None:
+            if self.drop_path_rates.get(p):
+                y = DropPath(self.drop_path_rates[p], dtype=self.dtype, name=f"{p}.drop_path")(y)
+            y = keras.layers.Add(dtype=self.dtype, name=f"{p}.add")([y, shortcut])
+        return y if pre or self.plan.linear_out else self.act(y, f"{p}.act")
+
+    def trunk(self, x) -> list:
         """NHWC maps [stem, s1, s2, s3, s4]."""
-        maps = [self.conv_bn(x, "stem", plan.stem_width, 3, 2)]
-        for stage in plan.stages:
+        maps = [self.conv_unit(x, "stem", self.plan.stem_width, 3, 2)]
+        for stage in self.plan.stages:
             x = maps[-1]
             for b in stage.blocks:
                 x = self.block(x, b)
             maps.append(x)
         return maps
 
+    def head_input(self, x):
+        """What follows s4 (timm's ``final_conv``): 1x1 ConvNormAct, an activation alone, or nothing."""
+        if self.plan.final_conv_width:
+            x = self.conv(x, "final_conv.conv", self.plan.final_conv_width)
+            return self.norm(x, "final_conv.bn")
+        return self.act(x, "final_conv") if self.plan.final_act else x
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RegNetBackbone(FeaturePyramidBackbone):
-    """RegNet X/Y feature extractor, built from explicit per-stage lists (see ``config_from_plan``).
+    """RegNet feature extractor, built from explicit per-stage lists and design fields (see ``config_from_plan``).
 
     Args:
         stem_width: channels of the stem conv.
@@ -151,14 +240,22 @@ class RegNetBackbone(FeaturePyramidBackbone):
         drop_path_rate: stochastic depth on each block's residual branch, linear from 0 to this rate (timm).
         variant, se_ratio: metadata (the registry name and SE ratio the lists came from).
         output_stride: 32, 16 or 8: stages past that reduction are dilated instead of strided (timm's rule).
+        stackwise_bottleneck_widths, stackwise_strides: per stage (default: the stage widths, 2).
+        act, norm, norm_group_size, preact, linear_out, final_width, downsample: the network-wide design-space
+            fields of ``regnet_zoo.plan.ArchPlan`` (defaults: RegNet X / Y). A ``features_only`` form
+            (``out_indices``) builds nothing after the last stage, as timm's.
     """
 
     def __init__(self, stem_width, stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths,
                  out_indices=None, image_shape=(None, None, 3), data_format="channels_last", frozen_stages=-1,
                  norm_eval=False, sync_bn=False, grouped_conv="auto", variant="regnet", se_ratio=0.0, dtype=None,
-                 drop_path_rate=0.0, output_stride=32, **kwargs):
+                 drop_path_rate=0.0, output_stride=32, stackwise_bottleneck_widths=None, stackwise_strides=None,
+                 act="relu", norm="batchnorm", norm_group_size=0, preact=False, linear_out=False, final_width=0,
+                 downsample="conv1x1", **kwargs):
         plan = plan_from_config(stem_width, stackwise_widths, stackwise_depths, stackwise_groups,
-                                stackwise_se_widths, variant, se_ratio, output_stride)
+                                stackwise_se_widths, variant, se_ratio, output_stride, stackwise_bottleneck_widths,
+                                stackwise_strides, act, norm, norm_group_size, preact, linear_out, final_width,
+                                downsample)
         if data_format not in DATA_FORMATS:
             raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
         if grouped_conv not in GROUPED_CONV_IMPLS:
@@ -172,20 +269,26 @@ class RegNetBackbone(FeaturePyramidBackbone):
         if channels is None:
             raise ValueError(f"image_shape {image_shape!r} must give the number of channels")
         indices = None if out_indices is None else normalize_out_indices(out_indices)
+        if indices is not None:  # timm's features_only: nothing after the last stage (no final conv / act)
+            plan = plan.truncated(len(plan.stages))
 
         # === Layers and graph ===
         images = keras.Input(shape=image_shape, name="images")
         guard = InputGuard(channels, data_format, MIN_INPUT_SIZE, variant, dtype=dtype, name="input_guard")
         guard.check_shape((None, *image_shape))
-        builder = _Builder(dtype, bool(norm_eval), bool(sync_bn), grouped_conv, plan.drop_path_rates(drop_path_rate))
-        nhwc = builder.trunk(guard(images), plan)
+        builder = _Builder(plan, dtype, bool(norm_eval), bool(sync_bn), grouped_conv,
+                           plan.drop_path_rates(drop_path_rate))
+        nhwc = builder.trunk(guard(images))
         infos = plan.all_feature_info()
+        head_input = builder.head_input(nhwc[-1])  # s4 itself unless the plan has a final conv / act
         if data_format == "channels_first":
             maps = [keras.layers.Permute((3, 1, 2), dtype=dtype, name=f"{info.name}.nchw")(m)
                     for info, m in zip(infos, nhwc)]
+            last = maps[-1] if head_input is nhwc[-1] else \
+                keras.layers.Permute((3, 1, 2), dtype=dtype, name="final_conv.nchw")(head_input)
         else:
-            maps = nhwc
-        outputs = maps[-1] if indices is None else [maps[i] for i in indices]
+            maps, last = nhwc, head_input
+        outputs = last if indices is None else [maps[i] for i in indices]
         super().__init__(inputs=images, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config and metadata ===
@@ -205,16 +308,21 @@ class RegNetBackbone(FeaturePyramidBackbone):
         self.se_ratio = se_ratio
         self.drop_path_rate = float(drop_path_rate)
         self.output_stride = plan.output_stride
+        self.stackwise_bottleneck_widths = [s.bottleneck_width for s in plan.stages]
+        self.stackwise_strides = _undilated_strides(plan)
+        for key in DESIGN_FIELDS:
+            setattr(self, key, getattr(plan, key))
         self.plan = plan
         # Untracked: Keras would turn the entries into TrackedDicts.
         object.__setattr__(self, "feature_info", plan.all_feature_info() if indices is None else
                            plan.feature_info(indices))
         levels = range(len(infos)) if indices is None else indices
         self.pyramid_outputs = {infos[i].level: maps[i] for i in levels if indices is not None or i > 0}
-        # All five maps (stem, s1..s4) in the user's layout, sharing this model's layers; deliberately not tracked
-        # as a sub-model, so weights are saved once, under this backbone.
+        # All five maps (stem, s1..s4) and the head input (last_hidden_state: s4, or after the final conv / act) in
+        # the user's layout, sharing this model's layers; deliberately not tracked as a sub-model, so weights are
+        # saved once, under this backbone.
         object.__setattr__(self, "_hidden_states_model",
-                           keras.Model(images, maps, name=f"{self.name}_hidden_states"))
+                           keras.Model(images, [*maps, last], name=f"{self.name}_hidden_states"))
         object.__setattr__(self, "_input_guard", guard)
         self._freeze(self.frozen_stages)
 
@@ -243,7 +351,8 @@ class RegNetBackbone(FeaturePyramidBackbone):
 
     @property
     def hidden_states_model(self) -> keras.Model:
-        """A model returning the five maps (stem, s1..s4) in this backbone's layout, sharing its weights."""
+        """A model returning the five maps (stem, s1..s4) and then the head input (``last_hidden_state``: the s4 map,
+        or the final conv's / activation's output) in this backbone's layout, sharing its weights."""
         return self._hidden_states_model
 
     @property
@@ -279,6 +388,9 @@ class RegNetBackbone(FeaturePyramidBackbone):
             "se_ratio": self.se_ratio,
             "drop_path_rate": self.drop_path_rate,
             "output_stride": self.output_stride,
+            "stackwise_bottleneck_widths": self.stackwise_bottleneck_widths,
+            "stackwise_strides": self.stackwise_strides,
+            **{key: getattr(self, key) for key in DESIGN_FIELDS},
         })
         return config
 

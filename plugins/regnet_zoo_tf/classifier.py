@@ -69,8 +69,8 @@ class RegNetClassifier(keras.Model):
 
     def call(self, inputs, training=None, output_hidden_states=False, labels=None):
         if output_hidden_states or labels is not None:
-            hidden = tuple(self.backbone.hidden_states_model(inputs, training=training))
-            last = hidden[-1]
+            *maps, last = self.backbone.hidden_states_model(inputs, training=training)
+            hidden = tuple(maps)
         else:
             hidden, last = None, self.backbone(inputs, training=training)
         pooled = self.pool(last)

@@ -10,6 +10,10 @@ Why it is faster than the Keras graph on CPU (measured on regnety_040, batch 1, 
 as graph constants oneDNN keeps them in its blocked layout between calls instead of reordering every variable on
 every call, and each conv + folded BN (+ ReLU) runs as one fused conv with a bias. The squeeze-excitation 1x1
 convs on the pooled vector run as matmuls.
+
+The whole design space is supported: a BN that a conv feeds directly is folded into it (post-activation units, and
+a pre-activation block's norm2 into conv1); the other pre-activation norms (norm1, norm3) run as a per-channel
+multiply-add, and GroupNorm (which depends on each sample) is computed, never folded.
 """
 
 from __future__ import annotations
@@ -28,14 +32,25 @@ MAX_FROZEN_BYTES = 1_800_000_000
 BN_EPS = 1e-5
 
 
-def _fold(state: Mapping[str, np.ndarray], prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    """``<prefix>.conv`` + ``<prefix>.bn`` -> (HWIO kernel, bias) of one conv computing both (float64 folding)."""
-    w = state[f"{prefix}.conv.weight"].astype(np.float64)
-    gamma, beta, mean, var = (state[f"{prefix}.bn.{k}"].astype(np.float64)
+def _bn_affine(state: Mapping[str, np.ndarray], prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inference BN ``prefix`` as a per-channel (scale, shift), in float64."""
+    gamma, beta, mean, var = (state[f"{prefix}.{k}"].astype(np.float64)
                               for k in ("weight", "bias", "running_mean", "running_var"))
     scale = gamma / np.sqrt(var + BN_EPS)
-    kernel = np.transpose(w * scale[:, None, None, None], (2, 3, 1, 0))
-    return kernel.astype(np.float32), (beta - mean * scale).astype(np.float32)
+    return scale, beta - mean * scale
+
+
+def _group_norm(x, gamma, beta, groups: int):
+    """torch's ``F.group_norm`` on NHWC: per sample over (H, W, the channels of each group), eps 1e-5."""
+    c = x.shape[-1]
+    shape = tf.shape(x)
+    g = tf.reshape(x, tf.stack([shape[0], shape[1], shape[2], groups, c // groups]))
+    mean, var = tf.nn.moments(g, axes=(1, 2, 4), keepdims=True)
+    g = (g - mean) * tf.math.rsqrt(var + BN_EPS)
+    return tf.reshape(g, shape) * gamma + beta
+
+
+_ACTS = {"relu": tf.nn.relu, "silu": tf.nn.silu, "gelu": lambda x: tf.nn.gelu(x, approximate=False)}
 
 
 class FrozenRegNet(tf.Module):
@@ -51,58 +66,103 @@ class FrozenRegNet(tf.Module):
         object.__setattr__(self, "feature_info", plan.all_feature_info() if out_indices is None else
                            plan.feature_info(out_indices))
         object.__setattr__(self, "_guard", InputGuard(in_chans, data_format, MIN_INPUT_SIZE, plan.name))
-        object.__setattr__(self, "_consts", self._folded(state))
+        object.__setattr__(self, "_state", dict(state))  # folded into constants while tracing
         shape = (None, in_chans, None, None) if data_format == "channels_first" else (None, None, None, in_chans)
         self.serve = tf.function(self._graph, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
         self.serve.get_concrete_function()  # trace now: creation pays for it, not the first call
 
-    def _folded(self, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        consts: dict[str, np.ndarray] = {}
-        prefixes = ["stem"] + [f"{b.name}.{c}" for s in self.plan.stages for b in s.blocks
-                               for c in ("conv1", "conv2", "conv3") + (("downsample",) if b.shortcut_conv else ())]
-        for p in prefixes:
-            consts[f"{p}.kernel"], consts[f"{p}.bias"] = _fold(state, p)
-        for key, value in state.items():
-            if ".se.fc" in key:
-                consts[key] = value[:, :, 0, 0].T.copy() if value.ndim == 4 else value  # (in, out) matmul weights
-        if self.out_indices is None and self.num_classes:
-            consts["head.fc.weight"] = state["head.fc.weight"].T.copy()
-            consts["head.fc.bias"] = state["head.fc.bias"]
-        return consts
-
     def _graph(self, images):
         # Weights enter as Const nodes (tf.constant of numpy inside the trace), never as captured tensors.
-        c = {k: tf.constant(v) for k, v in self._consts.items()}
-        x = tf.transpose(images, (0, 2, 3, 1)) if self.data_format == "channels_first" else images
+        st, plan = self._state, self.plan
+        groupnorm, post, act = plan.norm == "groupnorm", not plan.preact, _ACTS[plan.act]
 
-        def conv(x, p, stride=1, relu=True, dilation=1):  # a grouped kernel (3, 3, in / groups, out): grouped conv
-            k = c[f"{p}.kernel"]
-            if k.shape[0] > 1:
+        def const(a):
+            return tf.constant(np.asarray(a, np.float32))
+
+        def norm(x, p, apply_act=True):
+            """A norm no conv feeds directly (pre-activation): BN as a per-channel affine, or GroupNorm."""
+            if groupnorm:
+                x = _group_norm(x, const(st[f"{p}.weight"]), const(st[f"{p}.bias"]), plan.norm_groups(x.shape[-1]))
+            else:
+                scale, shift = _bn_affine(st, p)
+                x = x * const(scale) + const(shift)
+            return act(x) if apply_act else x
+
+        def conv(x, weight, norm_prefix=None, stride=1, dilation=1, apply_act=False):
+            """Conv ``weight`` (canonical key), then the norm ``norm_prefix`` (a BN is folded into the conv's
+            kernel and bias), then the activation."""
+            w = st[weight].astype(np.float64)
+            bias = None
+            if norm_prefix and not groupnorm:
+                scale, bias = _bn_affine(st, norm_prefix)
+                w = w * scale[:, None, None, None]
+            if w.shape[-1] > 1:
                 x = tf.pad(x, [[0, 0], [dilation, dilation], [dilation, dilation], [0, 0]])
-            y = tf.nn.bias_add(tf.nn.conv2d(x, k, stride, "VALID", dilations=dilation), c[f"{p}.bias"])
-            return tf.nn.relu(y) if relu else y
+            # a grouped kernel (k, k, in / groups, out) makes a grouped conv
+            y = tf.nn.conv2d(x, const(np.transpose(w, (2, 3, 1, 0))), stride, "VALID", dilations=dilation)
+            if bias is not None:
+                y = tf.nn.bias_add(y, const(bias))
+            elif norm_prefix:
+                y = norm(y, norm_prefix, apply_act=False)
+            return act(y) if apply_act else y
 
-        maps = [conv(x, "stem", 2)]
-        deepest = max(self.out_indices) if self.out_indices is not None else len(self.plan.stages)
-        for stage in self.plan.stages[:deepest]:
+        def unit(x, p, stride=1, dilation=1, apply_act=True):
+            """timm's ``ConvNormAct`` ``p`` (post-activation networks)."""
+            return conv(x, f"{p}.conv.weight", f"{p}.bn", stride, dilation, apply_act)
+
+        def shortcut(x, b):
+            if b.shortcut in ("identity", "none"):
+                return x if b.shortcut == "identity" else None
+            p, stride = f"{b.name}.downsample", b.stride
+            if b.shortcut == "avg":
+                if b.dilation > 1:  # timm's AvgPool2dSame(2, 1): zero-pad right / bottom, zeros counted
+                    x = tf.nn.avg_pool2d(tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]]), 2, 1, "VALID")
+                elif stride > 1:  # ceil_mode, count_include_pad=False: TF's "SAME" average
+                    x = tf.nn.avg_pool2d(x, 2, stride, "SAME")
+                p, stride = f"{p}.1", 1
+            return unit(x, p, stride, apply_act=False) if post else conv(x, f"{p}.weight", stride=stride)
+
+        def squeeze_excite(y, p):
+            s = tf.reduce_mean(y, axis=(1, 2))  # the 1x1 convs on the pooled vector run as matmuls
+            s = act(tf.matmul(s, const(st[f"{p}.fc1.weight"][:, :, 0, 0].T)) + const(st[f"{p}.fc1.bias"]))
+            s = tf.sigmoid(tf.matmul(s, const(st[f"{p}.fc2.weight"][:, :, 0, 0].T)) + const(st[f"{p}.fc2.bias"]))
+            return y * s[:, None, None, :]
+
+        def block(x, b):
+            p = b.name
+            if post:
+                y = unit(unit(x, f"{p}.conv1"), f"{p}.conv2", b.stride, b.dilation)
+            else:  # PreBottleneck: norm1 + act on the input (the shortcut's input too); norm2 folds into conv1
+                x = norm(x, f"{p}.norm1")
+                y = conv(conv(x, f"{p}.conv1.weight", f"{p}.norm2", apply_act=True), f"{p}.conv2.weight",
+                         stride=b.stride, dilation=b.dilation)
+            if b.se_width:
+                y = squeeze_excite(y, f"{p}.se")
+            y = unit(y, f"{p}.conv3", apply_act=False) if post else conv(norm(y, f"{p}.norm3"), f"{p}.conv3.weight")
+            s = shortcut(x, b)
+            y = y if s is None else y + s
+            return y if plan.preact or plan.linear_out else act(y)
+
+        x = tf.transpose(images, (0, 2, 3, 1)) if self.data_format == "channels_first" else images
+        maps = [unit(x, "stem", 2) if post else conv(x, "stem.weight", stride=2)]
+        deepest = max(self.out_indices) if self.out_indices is not None else len(plan.stages)
+        for stage in plan.stages[:deepest]:
             x = maps[-1]
             for b in stage.blocks:
-                p = b.name
-                y = conv(conv(x, f"{p}.conv1"), f"{p}.conv2", b.stride, dilation=b.dilation)
-                if b.se_width:
-                    s = tf.reduce_mean(y, axis=(1, 2))
-                    s = tf.nn.relu(tf.matmul(s, c[f"{p}.se.fc1.weight"]) + c[f"{p}.se.fc1.bias"])
-                    s = tf.sigmoid(tf.matmul(s, c[f"{p}.se.fc2.weight"]) + c[f"{p}.se.fc2.bias"])
-                    y = y * s[:, None, None, :]
-                y = conv(y, f"{p}.conv3", relu=False)
-                shortcut = conv(x, f"{p}.downsample", b.stride, relu=False) if b.shortcut_conv else x
-                x = tf.nn.relu(y + shortcut)
+                x = block(x, b)
             maps.append(x)
         if self.out_indices is not None:
             out = [maps[i] for i in self.out_indices]
             return [tf.transpose(m, (0, 3, 1, 2)) for m in out] if self.data_format == "channels_first" else out
-        pooled = tf.reduce_mean(maps[-1], axis=(1, 2))
-        return tf.matmul(pooled, c["head.fc.weight"]) + c["head.fc.bias"] if self.num_classes else pooled
+        last = maps[-1]
+        if plan.final_conv_width:
+            last = unit(last, "final_conv")
+        elif plan.final_act:
+            last = act(last)
+        pooled = tf.reduce_mean(last, axis=(1, 2))
+        if not self.num_classes:
+            return pooled
+        return tf.matmul(pooled, const(st["head.fc.weight"].T)) + const(st["head.fc.bias"])
 
     def __call__(self, images):
         """Logits (N, K), pooled features (N, C) or the list of feature maps, for a float image batch."""

@@ -8,6 +8,9 @@ canonical key                  Keras variable                               layo
 ``<p>.conv.weight``            ``get_layer("<p>.conv").kernel``             (O, I/g, kh, kw) -> (kh, kw, I/g, O)
 ``<p>.bn.weight / bias``       ``get_layer("<p>.bn").gamma / beta``         none
 ``<p>.bn.running_mean / var``  ``moving_mean / moving_variance``            none
+``<p>.bn.weight / bias`` (GN)  ``get_layer("<p>.bn").gamma / beta``         none (GroupNorm: no statistics)
+``<p>.weight`` (preact conv)   ``get_layer("<p>").kernel``                  (O, I/g, kh, kw) -> (kh, kw, I/g, O)
+``<p>.normN.*`` (preact norm)  ``get_layer("<p>.normN")``, as a BN / GN     none
 ``<p>.se.fc1.weight / bias``   ``get_layer("<p>.se.fc1").kernel / bias``    (O, I, 1, 1) -> (1, 1, I, O)
 ``head.fc.weight / bias``      ``classifier.fc.kernel / bias``              (out, in) -> (in, out)
 =============================  ===========================================  ==============================
@@ -29,6 +32,7 @@ from .fast import FrozenRegNet
 from .layers import BatchNorm, DropPath
 
 _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))
+_GN = _BN[:2]
 
 
 def _conv_to_keras(w: np.ndarray) -> np.ndarray:
@@ -77,8 +81,8 @@ def slots(model) -> dict[str, Slot]:
     out: dict[str, Slot] = {}
     for layer in backbone.layers:
         name = layer.name
-        if isinstance(layer, BatchNorm):
-            for key, attr in _BN:
+        if isinstance(layer, (BatchNorm, keras.layers.GroupNormalization)):
+            for key, attr in _BN if isinstance(layer, BatchNorm) else _GN:
                 v = getattr(layer, attr)
                 out[f"{name}.{key}"] = Slot(v, _same, _same, tuple(v.shape))
         elif isinstance(layer, keras.layers.Conv2D):

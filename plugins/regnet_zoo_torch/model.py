@@ -59,8 +59,9 @@ def build_block(plan: ArchPlan, plan_block, drop_path_rate: float = 0.0, device=
     return block
 
 
-def init_weights(module: nn.Module) -> None:
-    """timm's RegNet initialisation: fan-out normal convs, N(0, 0.01) linear, last BN of each block zeroed."""
+def init_weights(module: nn.Module, zero_init_last: bool = True) -> None:
+    """timm's RegNet initialisation: fan-out normal convs, N(0, 0.01) linear, last BN of each block zeroed
+    (unless ``zero_init_last`` is False: ``ArchPlan.zero_init_last``)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
@@ -71,7 +72,7 @@ def init_weights(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 0.01)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (Bottleneck, PreBottleneck)):
+        elif isinstance(m, (Bottleneck, PreBottleneck)) and zero_init_last:
             m.zero_init_last()
 
 
@@ -178,7 +179,7 @@ class RegNet(RegNetTrunk):
         self.head = ClassifierHead(plan.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate,
                                    device=device, dtype=dtype)
         self.head_hidden_size = self.head.num_features
-        init_weights(self)
+        init_weights(self, plan.zero_init_last)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -299,7 +300,7 @@ class RegNetFeatures(RegNetTrunk):
         super().__init__(plan, in_chans, max(out_indices), drop_path_rate, device=device, dtype=dtype)
         self.out_indices = out_indices
         self.feature_info: FeatureInfoList = plan.feature_info(out_indices)
-        init_weights(self)
+        init_weights(self, plan.zero_init_last)
 
     @property
     def out_channels(self) -> list[int]:

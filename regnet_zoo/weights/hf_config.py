@@ -5,6 +5,8 @@ A config describes a network by ``embedding_size`` (stem width), ``hidden_sizes`
 ``groups_width`` and ``layer_type`` (``x`` | ``y``; Y adds squeeze-excitation of a quarter of the block input
 width). transformers builds every grouped conv with ``groups = max(1, width // groups_width)``; a width that is not
 a multiple of its group count cannot be built (``facebook/regnet-y-2560-seer``: 5088 channels in 7 groups).
+``downsample_in_first_stage: false`` is a stride-1 first stage (``strides: [1, 2, 2, 2]``); ``hidden_act`` gelu /
+silu / swish is the variant's ``act`` for X blocks (refused for Y: transformers keeps ReLU inside SE).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ HF_SE_RATIO = 0.25
 HF_FIELDS = ("embedding_size", "hidden_sizes", "depths", "groups_width", "layer_type")
 UNNAMED = "hf_custom"  # name of the variant of a config that describes no registry variant
 UNSUPPORTED = (  # (field, the only value regnet-zoo builds, what that means)
-    ("hidden_act", "relu", "ReLU RegNets only"),
     ("num_channels", 3, "3-channel (RGB) RegNets from transformers configs only"),
-    ("downsample_in_first_stage", True, "RegNets whose first stage downsamples (stride 2) only"),
 )
+# hidden_act -> the plan's act (transformers' ACT2FN: "gelu" is the exact erf form, "swish" is SiLU). transformers
+# keeps ReLU inside its SE blocks whatever hidden_act says, so a Y config is built with ReLU only.
+HF_ACTS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu"}
+# of the plan's design features, what a RegNetConfig can say (a stride-1 first stage; another act for X blocks)
+HF_DESIGN = frozenset({"stage_stride_1", "act:gelu", "act:silu"})
 
 
 def hf_groups(widths, groups_width: int) -> list[int]:
@@ -55,6 +60,7 @@ def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> 
         depths = [int(d) for d in config["depths"]]
         gw = int(config.get("groups_width", 64))
         block = str(config.get("layer_type", "y")).lower()
+        strides = [2 if config.get("downsample_in_first_stage", True) else 1] + [2] * (len(widths) - 1)
     except (KeyError, TypeError, ValueError) as e:
         raise WeightsError(f"{origin}: not a usable RegNet config ({type(e).__name__}: {e}); it needs "
                            f"{', '.join(HF_FIELDS)}") from None
@@ -65,6 +71,14 @@ def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> 
     if gw < 1:
         raise WeightsError(f"{origin}: groups_width must be >= 1, got {gw}")
     _refuse_unsupported(config, origin)
+    hidden_act = config.get("hidden_act", "relu")
+    act = HF_ACTS.get(hidden_act)
+    if act is None or (act != "relu" and block == "y"):
+        why = (f"regnet-zoo builds hidden_act {', '.join(map(repr, HF_ACTS))}" if act is None else
+               "transformers keeps ReLU inside the squeeze-excitation of Y blocks while the rest uses hidden_act, "
+               "which regnet-zoo's one-activation plan does not express; X blocks take any of "
+               + ", ".join(map(repr, HF_ACTS)))
+        raise WeightsError(f"{origin}: hidden_act={hidden_act!r} with layer_type={block!r} is not supported; {why}")
     groups = hf_groups(widths, gw)
     bad = [f"stage {i + 1}: {w} channels in {g} groups (groups_width {gw})" for i, (w, g) in
            enumerate(zip(widths, groups)) if w % g]
@@ -75,6 +89,7 @@ def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> 
         p = plan(name)
         return (p.block == block and p.stem_width == stem and [s.out_width for s in p.stages] == widths and
                 [s.depth for s in p.stages] == depths and [s.groups for s in p.stages] == groups and
+                [s.stride for s in p.stages] == strides and p.design_features() <= HF_DESIGN and p.act == act and
                 (block == "x" or p.se_ratio == HF_SE_RATIO))
 
     names = list_variants()
@@ -82,11 +97,11 @@ def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> 
     for name in ([preferred] if preferred in names else []) + names:
         if matches(name):
             return name
-    return unnamed_variant(stem, widths, depths, groups, block, origin)
+    return unnamed_variant(stem, widths, depths, groups, block, origin, strides, act)
 
 
 def unnamed_variant(stem: int, widths: list[int], depths: list[int], groups: list[int], block: str,
-                    origin: str) -> "Variant":
+                    origin: str, strides: list[int] | None = None, act: str = "relu") -> "Variant":
     """The variant transformers builds for these fields: per-stage group width ``width // groups`` (so the plan has
     transformers' group counts) and, for Y, ``se_ratio`` 0.25 of the block input width (transformers'
     ``int(round(in_channels / 4))`` equals the plan's ``int(round(0.25 * in_width))``)."""
@@ -100,6 +115,10 @@ def unnamed_variant(stem: int, widths: list[int], depths: list[int], groups: lis
     }
     if block == "y":
         fields["se_ratio"] = HF_SE_RATIO
+    if strides and strides[0] == 1:
+        fields["strides"] = strides
+    if act != "relu":
+        fields["act"] = act
     try:
         return from_dict(fields, file=origin)
     except RegistryError as e:
@@ -126,6 +145,14 @@ def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | N
                         f"{[s.groups for s in p.stages]}")
     if p.block == "y" and p.se_ratio != HF_SE_RATIO:
         problems.append(f"SE ratio {p.se_ratio}; transformers fixes it at {HF_SE_RATIO}")
+    y_act = {f"act:{p.act}"} if p.act != "relu" and p.block == "y" else set()  # transformers' SE keeps ReLU
+    beyond = sorted(p.design_features() - HF_DESIGN | y_act)
+    if beyond:
+        problems.append(f"it needs {', '.join(beyond)}; transformers' RegNet has ReLU, BatchNorm and post-activation "
+                        f"bottlenecks of ratio 1 with 1x1-conv shortcuts only")
+    if [s.stride for s in p.stages[1:]] != [2] * (len(p.stages) - 1):
+        problems.append(f"stage strides {[s.stride for s in p.stages]}; transformers can only make the first stage "
+                        f"stride 1 (downsample_in_first_stage)")
     if problems:
         raise WeightsError(f"{v.name} cannot be expressed as a transformers RegNetConfig: " + "; ".join(problems))
     config: dict[str, Any] = {
@@ -137,8 +164,8 @@ def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | N
         "depths": [s.depth for s in p.stages],
         "groups_width": gw,
         "layer_type": p.block,
-        "hidden_act": "relu",
-        "downsample_in_first_stage": True,
+        "hidden_act": p.act,
+        "downsample_in_first_stage": p.stages[0].stride == 2,
     }
     if num_classes:
         names = labels if labels is not None and len(labels) == num_classes else \

@@ -6,7 +6,8 @@ with an ``UnsafeCheckpointError`` before anything runs:
 
 * with torch installed: ``torch.load(..., weights_only=True)`` (torch's restricted unpickler), memory-mapped for
   the zip format torch has written since 1.6;
-* without torch: ``RestrictedUnpickler`` below reads torch's zip format into numpy, allowing only the globals a
+* without torch: ``RestrictedUnpickler`` below reads torch's zip format, and ``LegacyUnpickler`` the legacy
+  (pre-1.6) format of pycls's and early VISSL's checkpoints, into numpy, allowing only the globals a
   ``state_dict`` needs (``OrderedDict``, ``torch._utils._rebuild_tensor_v2``, the storage types).
 
 A file that does not load gets an error in our words saying what is wrong with it (``diagnose``: bad magic,
@@ -289,14 +290,112 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._storages[key]
 
 
+class _LazyTensor:
+    """A tensor of a legacy checkpoint, whose storage bytes follow the pickle that names it."""
+
+    def __init__(self, storage: "_LegacyStorage", offset: int, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+    def materialize(self):
+        return _rebuild_tensor_v2(self.storage.array(), self.offset, self.size, self.stride)
+
+
+class _LegacyStorage:
+    def __init__(self, dtype: str, numel: int, view_of: "_LegacyStorage | None" = None, view_offset: int = 0):
+        self.dtype, self.numel, self.view_of, self.view_offset = dtype, numel, view_of, view_offset
+        self.data = None  # numpy array, filled from the bytes after the pickles
+
+    def array(self):
+        if self.view_of is not None:
+            return self.view_of.array()[self.view_offset:self.view_offset + self.numel]
+        return self.data
+
+
+class LegacyUnpickler(RestrictedUnpickler):
+    """The main pickle of torch's legacy format: storages are persistent ids ``("storage", type, key, location,
+    numel, view)`` whose bytes come after the pickles, so tensors stay ``_LazyTensor`` until they are read."""
+
+    def __init__(self, file, path: Path):
+        pickle.Unpickler.__init__(self, file)
+        self.path = path
+        self.storages: dict[str, _LegacyStorage] = {}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")):
+            return lambda storage, offset, size, stride, *rest: _LazyTensor(storage, offset, size, stride)
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
+            raise _refused(self.path, f"an unknown persistent object {pid!r}")
+        storage_type, key, _location, numel, view = pid[1:]
+        if not isinstance(storage_type, _StorageType):
+            raise _refused(self.path, f"storage type {storage_type!r}")
+        key = str(key)
+        if key not in self.storages:
+            self.storages[key] = _LegacyStorage(storage_type.dtype, int(numel))
+        if view is None:
+            return self.storages[key]
+        view_key, offset, view_size = view
+        return _LegacyStorage(storage_type.dtype, int(view_size), self.storages[key], int(offset))
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For the small header pickles of the legacy format: numbers, strings and dicts only."""
+
+    def __init__(self, file, path: Path):
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        raise _refused(self.path, f"{module}.{name}")
+
+
+def _legacy_load(path: Path) -> Any:
+    """torch's legacy format: magic number, protocol version, system info, the object, the storage keys, then each
+    storage as a little-endian int64 element count and its raw bytes."""
+    import numpy as np
+
+    with open(path, "rb") as f:
+        if _PlainUnpickler(f, path).load() != _TORCH_MAGIC:
+            raise CorruptCheckpointError(f"{path}: not a torch checkpoint (no legacy magic number)")
+        _PlainUnpickler(f, path).load()  # protocol version
+        info = _PlainUnpickler(f, path).load()
+        if isinstance(info, dict) and not info.get("little_endian", True):
+            raise WeightsError(f"{path}: a big-endian legacy torch checkpoint; convert it on the machine that wrote it")
+        unpickler = LegacyUnpickler(f, path)
+        obj = unpickler.load()
+        keys = _PlainUnpickler(f, path).load()
+        for key in keys:
+            storage = unpickler.storages[str(key)]
+            count = int(np.frombuffer(f.read(8), "<i8")[0])
+            dtype = np.dtype("<u2" if storage.dtype == "bf16" else storage.dtype)
+            raw = f.read(count * dtype.itemsize)
+            if len(raw) != count * dtype.itemsize:
+                raise CorruptCheckpointError(f"{path}: truncated: the tensor data ends early ({len(raw):,} of a "
+                                             f"storage's {count * dtype.itemsize:,} bytes)")
+            arr = np.frombuffer(raw, dtype)
+            storage.data = (arr.astype(np.uint32) << 16).view(np.float32) if storage.dtype == "bf16" else arr
+    return _materialized(obj)
+
+
+def _materialized(obj: Any) -> Any:
+    if isinstance(obj, _LazyTensor):
+        return obj.materialize()
+    if isinstance(obj, dict):
+        return type(obj)((k, _materialized(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_materialized(v) for v in obj)
+    return obj
+
+
 def _numpy_load(path: Path) -> Any:
-    if not zipfile.is_zipfile(path):
-        diagnosed = _diagnosed(path)
-        if diagnosed is not None:
-            raise diagnosed
-        raise WeightsError(f"{path}: a legacy (pre-zip) torch pickle; reading it needs torch (pip install torch), "
-                           f"or convert it to safetensors where torch is installed")
     try:
+        if not zipfile.is_zipfile(path):
+            diagnosed = _diagnosed(path)
+            if diagnosed is not None:
+                raise diagnosed
+            return _legacy_load(path)
         with zipfile.ZipFile(path) as archive:
             pkl = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             if not pkl:
@@ -304,9 +403,7 @@ def _numpy_load(path: Path) -> Any:
             prefix = pkl[0].rpartition("/")[0]
             with archive.open(pkl[0]) as f:
                 return RestrictedUnpickler(f, archive, prefix, path).load()
-    except (UnsafeCheckpointError, CorruptCheckpointError):
-        raise
-    except MemoryError:
+    except (WeightsError, MemoryError):
         raise
     except Exception as e:  # damaged data: BadZipFile, zlib.error, EOFError, UnpicklingError, KeyError, ...
         raise _unreadable(path, e) from None

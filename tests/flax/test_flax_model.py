@@ -71,7 +71,7 @@ def small():
 
 # -- structure ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", rz.list_variants())
+@pytest.mark.parametrize("name", rz.list_variants(framework="flax"))
 def test_abstract_structure_follows_the_plan(name):
     """Every registry variant, shapes only: canonical keys and shapes, grouped kernels, SE widths, parameter count."""
     plan = rz.plan(name)

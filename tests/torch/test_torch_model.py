@@ -14,6 +14,7 @@ require("torch", "timm")
 import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+from timm.layers import ConvNormAct  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
 from harness import LARGE_VARIANTS, ops, random_input, random_state  # noqa: E402
@@ -39,10 +40,11 @@ def test_structure_follows_the_plan_on_meta(name):
     for stage in plan.stages:
         for b in stage.blocks:
             block = model.get_submodule(b.name)
-            assert block.conv2.conv.groups == b.groups
-            assert block.conv2.conv.stride == (b.stride, b.stride)
+            conv2 = block.conv2 if plan.preact else block.conv2.conv  # timm's PreBottleneck: bare convs
+            assert conv2.groups == b.groups and conv2.stride == (b.stride, b.stride)
             assert (block.se.fc1.out_channels if b.se_width else 0) == b.se_width
-            assert isinstance(block.downsample, nn.Identity) != b.shortcut_conv
+            assert {"identity": nn.Identity, "none": type(None), "avg": nn.Sequential}.get(
+                b.shortcut, nn.Conv2d if plan.preact else ConvNormAct) is type(block.downsample)
 
 
 @pytest.mark.parametrize("name", ["regnetx_002", "regnety_040", "regnetx_080", "regnety_008_tv", "regnety_320"])
@@ -235,8 +237,8 @@ def test_reset_classifier_and_group_matcher():
     assert model.group_matcher() == {"stem": r"^stem", "blocks": r"^s(\d+)\.b(\d+)"}
 
 
-@pytest.mark.parametrize("output_stride", (32, 16, 8))
-@pytest.mark.parametrize("name", ("regnetx_002", "regnety_002"))
+@pytest.mark.parametrize("name, output_stride", [(n, s) for n in ("regnetx_002", "regnety_002") for s in (32, 16, 8)]
+                         + [("regnetz_005", 32), ("regnetv_064", 16)])  # no shortcut / final conv; avg shortcut
 def test_plan_complexity_counts_the_dilated_network_timm_runs(name, output_stride):
     """flops / params / acts of ``rz.plan(name, output_stride)`` equal a count of timm's own ``output_stride`` model,
     layer by layer on its real output shapes (pycls's rules: conv MACs + bias, linear MACs + bias)."""
@@ -257,7 +259,7 @@ def test_plan_complexity_counts_the_dilated_network_timm_runs(name, output_strid
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             m.register_forward_hook(hook)
     with torch.no_grad():
-        model(torch.zeros(1, 3, 96, 96))
-    cx = rz.plan(name, output_stride).complexity(96)
+        model(torch.zeros(1, 3, 72, 72))  # 9 x 9 maps in s3: odd sizes (ceil-mode avg-pool shortcuts) are counted
+    cx = rz.plan(name, output_stride).complexity(72)
     assert (cx.flops, cx.acts) == (counted["flops"], counted["acts"])
     assert cx.params == sum(p.numel() for p in model.parameters()) == rz.plan(name).params()

@@ -107,15 +107,15 @@ class Payload:
 
 
 @pytest.mark.parametrize("backend", ["torch", "numpy"])
-@pytest.mark.parametrize("container", ["torch-zip", "raw-pickle"])
+@pytest.mark.parametrize("container", ["torch-zip", "torch-legacy", "raw-pickle"])
 def test_pickle_code_payload_is_refused_and_never_runs(tmp_path, backend, container):
     import torch
 
     marker = tmp_path / "pwned"
     evil = {"stem.conv.weight": torch.zeros(2), "x": Payload(marker)}
     path = tmp_path / "model.pth"
-    if container == "torch-zip":
-        torch.save(evil, path)
+    if container.startswith("torch"):
+        torch.save(evil, path, _use_new_zipfile_serialization=container == "torch-zip")
     else:
         path.write_bytes(pickle.dumps(evil))
     with pytest.raises(UnsafeCheckpointError, match=r"refused to load: the pickle references (posix|os)\.system.*"
@@ -135,7 +135,10 @@ def test_torch_load_is_called_with_weights_only(tmp_path, monkeypatch):
     assert calls == [{"map_location": "cpu", "weights_only": True, "mmap": True}]
 
 
-def test_numpy_unpickler_matches_torch(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_numpy_unpickler_matches_torch(tmp_path, zip_format):
+    """The host's own reader gives what torch.load gives, for torch's zip format and its legacy (pre-1.6) format
+    (pycls's and early VISSL's checkpoints); views into a shared storage included."""
     import torch
 
     model = timm_model("regnety_002")
@@ -143,7 +146,9 @@ def test_numpy_unpickler_matches_torch(tmp_path):
     sd["half"] = torch.randn(3, 4).half()
     sd["bf16"] = torch.randn(3, 4).to(torch.bfloat16)
     sd["strided"] = torch.randn(4, 6)[:, ::2]
-    torch.save({"state_dict": sd}, tmp_path / "m.pth")
+    sd["base"] = torch.arange(10.0)
+    sd["view"] = sd["base"][3:7]
+    torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "m.pth", _use_new_zipfile_serialization=zip_format)
     a, b = pickle_io.load(tmp_path / "m.pth", backend="torch"), pickle_io.load(tmp_path / "m.pth", backend="numpy")
     assert list(a["state_dict"]) == list(b["state_dict"])
     for k, v in a["state_dict"].items():
@@ -261,8 +266,10 @@ def test_a_legacy_file_cut_in_its_tensor_data(tmp_path):
         read_checkpoint(tmp_path / "bad.pth")
     assert str(e.value) == (f"{tmp_path / 'bad.pth'}: truncated: the tensor data ends early (RuntimeError: unexpected "
                             f"EOF, expected 100 more bytes. The file might be corrupted.)")
-    with pytest.raises(WeightsError, match="legacy .*needs torch"):  # the numpy reader cannot read that format
+    with pytest.raises(CorruptCheckpointError) as e:  # the host's own reader of the legacy format
         read_checkpoint(tmp_path / "bad.pth", pickle_backend="numpy")
+    assert str(e.value) == (f"{tmp_path / 'bad.pth'}: truncated: the tensor data ends early (3,900 of a storage's "
+                            f"4,000 bytes)")
 
 
 def test_torch_advice_never_reaches_the_user(tmp_path, monkeypatch):
