@@ -16,7 +16,8 @@ class FlaxOptions:
     * ``conv_impl``: grouped 3x3 conv: ``"auto"`` (measured per shape and mode), one of ``ops.CONV_IMPLS``, or
       ``{block name: impl}`` (e.g. from ``regnet_zoo_flax.grouped_conv.tune``).
     * ``seed``: int seed of the random initialisation.
-    * ``zero_init_last``: zero the last BN scale of each block at random init, as timm does.
+    * ``zero_init_last``: zero the last BN scale of each block at random init, as timm does (never for RegNetZ
+      or pre-activation blocks: ``ArchPlan.zero_init_last``).
 
     Shared ``dtype`` is the compute dtype (None / 'float32', 'bfloat16', 'float16'; parameters stay float32), or
     'float64' for numerical checks (needs jax_enable_x64).

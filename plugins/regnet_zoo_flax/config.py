@@ -93,7 +93,7 @@ def make_config(request) -> tuple[NetConfig, dict[str, Any]]:
                        in_chans=request.in_chans, data_format=shared.data_format or "channels_last",
                        dtype=dtype_name, axis_name=opts["axis_name"], frozen_stages=shared.frozen_stages,
                        norm_eval=shared.norm_eval, conv_impls=impls, train_conv_impls=train_impls,
-                       zero_init_last=opts["zero_init_last"])
+                       zero_init_last=opts["zero_init_last"] and plan.zero_init_last)  # timm: not RegNetZ
     return config, {**opts, "abstract": shared.abstract}
 
 

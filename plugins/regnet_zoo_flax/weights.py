@@ -174,7 +174,8 @@ def init_canonical(key: str, shape: tuple[int, ...], plan, seed: int = 0, zero_i
     """
     *module, leaf = key.split(".")
     if module and module[-1] in NORM_MODULES:
-        one = leaf == "running_var" or (leaf == "weight" and not (zero_init_last and ".conv3.bn." in key))
+        zero = zero_init_last and plan.zero_init_last and ".conv3.bn." in key  # plan: timm's RegNetZ keeps 1
+        one = leaf == "running_var" or (leaf == "weight" and not zero)
         return (np.ones if one else np.zeros)(shape, np.float32)
     if leaf == "bias":
         return np.zeros(shape, np.float32)

@@ -162,6 +162,10 @@ def test_random_init_is_timms():
     assert np.all(w["stem.bn.bias"] == 0)
     module, variables = rz.create("regnety_040_sgn", framework="flax", api="linen")
     assert "batch_stats" not in variables or not jax.tree.leaves(variables["batch_stats"])
+    z = export_canonical(rz.create("regnetz_005", framework="flax"))  # timm builds RegNetZ with zero_init_last=False
+    assert np.all(z["s1.b1.conv3.bn.weight"] == 1) and np.all(z["final_conv.bn.weight"] == 1)
+    module, variables = rz.create("regnetz_005", framework="flax", api="linen")
+    assert np.all(np.asarray(variables["params"]["s1"]["b1"]["conv3"]["bn"]["scale"]) == 1)
     v = export_canonical(rz.create("regnetv_040", framework="flax"))
     assert all(np.all(v[f"s2.b1.norm{i}.weight"] == 1) for i in (1, 2, 3))
     assert all(np.all(v[f"s2.b1.norm{i}.running_var"] == 1) for i in (1, 2, 3))
