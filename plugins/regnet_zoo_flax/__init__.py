@@ -1,9 +1,10 @@
-"""regnet-zoo plugin: RegNet X/Y as Flax NNX modules (and a linen form) on JAX. Registers only."""
+"""regnet-zoo plugin: RegNet X/Y/V/Z as Flax NNX modules (and a linen form) on JAX. Registers only."""
 
 from dataclasses import dataclass
 from typing import Any
 
 from regnet_zoo import ExportFormat, Framework, hookimpl
+from regnet_zoo.plan import DESIGN_FEATURES
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,8 @@ class FlaxOptions:
     * ``conv_impl``: grouped 3x3 conv: ``"auto"`` (measured per shape and mode), one of ``ops.CONV_IMPLS``, or
       ``{block name: impl}`` (e.g. from ``regnet_zoo_flax.grouped_conv.tune``).
     * ``seed``: int seed of the random initialisation.
-    * ``zero_init_last``: zero the last BN scale of each block at random init, as timm does.
+    * ``zero_init_last``: zero the last BN scale of each block at random init, as timm does (never for RegNetZ
+      or pre-activation blocks: ``ArchPlan.zero_init_last``).
 
     Shared ``dtype`` is the compute dtype (None / 'float32', 'bfloat16', 'float16'; parameters stay float32), or
     'float64' for numerical checks (needs jax_enable_x64).
@@ -52,5 +54,6 @@ def register_frameworks(register):
                      "fast": "the flax model has no separate fast path: model.predict(x) is already one jitted "
                              "inference function"},
         limits={"global_pool": ("avg",), "norm": ("bn",)},
+        design_features=DESIGN_FEATURES,
         description="flax.nnx.Module (api='linen' for a flax.linen.Module + variables), NHWC",
     ))

@@ -57,6 +57,10 @@ class NetConfig:
     def conv_impl(self, block_name: str, training: bool = False) -> str:
         return dict(self.train_conv_impls if training else self.conv_impls).get(block_name, "xla")
 
+    def norm_groups(self, channels: int) -> int:
+        """GroupNorm groups of a norm over ``channels``; 0 for the plan's BatchNorm."""
+        return self.plan.norm_groups(channels) if self.plan.norm == "groupnorm" else 0
+
     def bn_frozen(self, feature_index: int) -> bool:
         """True when the BN layers of feature index 0 (stem) .. 4 (s4) always use their running statistics."""
         return self.norm_eval or feature_index <= self.frozen_stages
@@ -89,7 +93,7 @@ def make_config(request) -> tuple[NetConfig, dict[str, Any]]:
                        in_chans=request.in_chans, data_format=shared.data_format or "channels_last",
                        dtype=dtype_name, axis_name=opts["axis_name"], frozen_stages=shared.frozen_stages,
                        norm_eval=shared.norm_eval, conv_impls=impls, train_conv_impls=train_impls,
-                       zero_init_last=opts["zero_init_last"])
+                       zero_init_last=opts["zero_init_last"] and plan.zero_init_last)  # timm: not RegNetZ
     return config, {**opts, "abstract": shared.abstract}
 
 

@@ -15,10 +15,16 @@ mode, cross-entropy, ``nnx.value_and_grad``) at batch 8, 224x224, 2 cores (2026-
 ``"split"`` against 5.54 s with the loop (``"xla"``: slower still), regnetx_004 0.28 s against 0.60 s, regnetx_002
 0.18 s against 0.30 s, for 3-11 s more compile time.
 
+RegNetZ's convs have 100-264 groups of 4-8 channels (s3 / s4), where unrolling does not pay: one gradient step of
+regnetz_005 (batch 2, 64x64, 2 loaded cores, 2026-11-29) had not finished compiling after 4 min with every grouped conv
+split; with the loop above ``SPLIT_TRAIN_MAX_GROUPS`` groups it took 164 s to compile and 2.3 s a step, with the
+loop everywhere 38 s and 0.40 s (``"xla"`` everywhere: 39 s and 6.7 s). The cap keeps every X / Y variant (at most
+63 groups) as measured above; ``conv_impl="loop"`` is the faster choice for training RegNetZ on CPU.
+
 ``"auto"`` therefore picks, on CPU, in inference mode ``"split"`` for up to ``SPLIT_MAX_GROUPS`` groups and
 ``"loop"`` above, and in training mode (BN on batch statistics: ``model.train()``, linen ``train=True``)
-``"split"``; on accelerators XLA's own grouped conv. Every choice reads the same single kernel
-(3, 3, in / groups, out), so the parameter tree never depends on it.
+``"split"`` up to ``SPLIT_TRAIN_MAX_GROUPS`` and ``"loop"`` above; on accelerators XLA's own grouped conv. Every
+choice reads the same single kernel (3, 3, in / groups, out), so the parameter tree never depends on it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from regnet_zoo.plan import ArchPlan
 from .ops import CONV_IMPLS
 
 SPLIT_MAX_GROUPS = 4  # unrolled per-group convs up to here; a fori_loop over groups above
+SPLIT_TRAIN_MAX_GROUPS = 64  # the same in training mode (RegNetZ's 100+ groups: unrolling them compiles for minutes)
 
 
 def _platform() -> str:
@@ -44,7 +51,7 @@ def auto_impl(groups: int, group_width: int, platform: str, training: bool = Fal
     """The measured default for one grouped conv, in inference or training mode (see the module docstring)."""
     if groups == 1 or platform != "cpu":
         return "xla"
-    return "split" if training or groups <= SPLIT_MAX_GROUPS else "loop"
+    return "split" if groups <= (SPLIT_TRAIN_MAX_GROUPS if training else SPLIT_MAX_GROUPS) else "loop"
 
 
 def choose_impls(plan: ArchPlan, conv_impl: Any, training: bool = False) -> tuple[tuple[str, str], ...]:

@@ -7,7 +7,9 @@ module (its variables then sit under the submodule's name).
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +50,7 @@ class Conv(nn.Module):
 
 
 class BatchNorm(nn.Module):
-    """PyTorch-semantics BN (see ``ops.batch_norm``); ``frozen`` = always running statistics."""
+    """PyTorch-semantics BN (see ``ops.batch_norm``), then ``act``; ``frozen`` = always running statistics."""
 
     num_features: int
     zero_init: bool = False
@@ -57,6 +59,7 @@ class BatchNorm(nn.Module):
     momentum: float = 0.9
     epsilon: float = 1e-5
     where: str = ""
+    act: str | None = None
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -71,7 +74,32 @@ class BatchNorm(nn.Module):
                                   where=self.where)
         if stats is not None:
             mean.value, var.value = stats
-        return y
+        return ops.activation(y, self.act)
+
+
+class GroupNorm(nn.Module):
+    """``torch.nn.GroupNorm`` (see ``ops.group_norm``), then ``act``; scale and bias only."""
+
+    num_features: int
+    num_groups: int
+    zero_init: bool = False
+    epsilon: float = 1e-5
+    act: str | None = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        n = (self.num_features,)
+        scale = self.param("scale", lambda k, s: (jnp.zeros if self.zero_init else jnp.ones)(s, jnp.float32), n)
+        bias = self.param("bias", lambda k, s: jnp.zeros(s, jnp.float32), n)
+        return ops.activation(ops.group_norm(x, scale, bias, self.num_groups, self.epsilon), self.act)
+
+
+def Norm(num_features: int, *, norm_groups: int = 0, act: str | None = None, zero_init: bool = False,
+         frozen: bool = False, axis_name: str | None = None, where: str = "", name: str | None = None):
+    """The plan's norm (+ act): ``GroupNorm`` when ``norm_groups`` > 0, else ``BatchNorm``."""
+    if norm_groups:
+        return GroupNorm(num_features, norm_groups, zero_init, act=act, name=name)
+    return BatchNorm(num_features, zero_init, frozen, axis_name, where=where, act=act, name=name)
 
 
 class ConvNormAct(nn.Module):
@@ -80,7 +108,7 @@ class ConvNormAct(nn.Module):
     kernel_size: int
     stride: int = 1
     groups: int = 1
-    act: bool = True
+    act: str | None = "relu"
     zero_init_bn: bool = False
     frozen: bool = False
     axis_name: str | None = None
@@ -88,50 +116,89 @@ class ConvNormAct(nn.Module):
     train_impl: str = "xla"  # ... and in training mode
     where: str = ""
     dilation: int = 1
+    norm_groups: int = 0  # GroupNorm groups; 0 = BatchNorm
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = Conv(self.in_features, self.out_features, self.kernel_size, self.stride, self.groups,
                  impl=self.train_impl if train else self.impl, dilation=self.dilation, name="conv")(x)
-        x = BatchNorm(self.out_features, self.zero_init_bn, self.frozen, self.axis_name, where=f"{self.where}.bn",
-                      name="bn")(x, train)
-        return jax.nn.relu(x) if self.act else x
+        return Norm(self.out_features, norm_groups=self.norm_groups, act=self.act, zero_init=self.zero_init_bn,
+                    frozen=self.frozen, axis_name=self.axis_name, where=f"{self.where}.bn", name="bn")(x, train)
 
 
 class SqueezeExcite(nn.Module):
     channels: int
     se_width: int
+    act: str = "relu"
 
     @nn.compact
     def __call__(self, x):
         fc1 = Conv(self.channels, self.se_width, 1, use_bias=True, name="fc1")
         fc2 = Conv(self.se_width, self.channels, 1, use_bias=True, name="fc2")
         s = jnp.mean(x.astype(ops.acc_dtype(x.dtype)), axis=(1, 2), keepdims=True).astype(x.dtype)
-        return x * jax.nn.sigmoid(fc2(jax.nn.relu(fc1(s))))
+        return x * jax.nn.sigmoid(fc2(ops.activation(fc1(s), self.act)))
+
+
+class AvgShortcut(nn.Module):
+    """timm's ``downsample_avg``: ``ops.avg_downsample``, then the 1x1 conv (+ norm), submodule ``"1"``."""
+
+    make_conv: Callable  # make_conv(name=...) -> the Conv / ConvNormAct, created here so it is our submodule
+    stride: int
+    dilation: int
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return _call(self.make_conv(name="1"), ops.avg_downsample(x, self.stride, self.dilation), train)
+
+
+def _call(module, x, train: bool):
+    """A bare conv (preact) takes no ``train``; a ConvNormAct does."""
+    return module(x, train) if isinstance(module, ConvNormAct) else module(x)
+
 
 
 class Bottleneck(nn.Module):
+    """One RegNet block, timm's ``Bottleneck`` or (``plan.preact``) ``PreBottleneck``; see ``nnx_model.Bottleneck``."""
+
     block: BlockPlan
     config: NetConfig
     frozen: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        b, a, w = self.block, self.config.axis_name, self.block.bottleneck_width
-        shortcut = x
-        if b.shortcut_conv:
-            shortcut = ConvNormAct(b.in_width, b.out_width, 1, b.stride, act=False, frozen=self.frozen, axis_name=a,
-                                   where=f"{b.name}.downsample", name="downsample")(x, train)
-        x = ConvNormAct(b.in_width, w, 1, frozen=self.frozen, axis_name=a, where=f"{b.name}.conv1",
-                        name="conv1")(x, train)
-        x = ConvNormAct(w, w, 3, b.stride, b.groups, frozen=self.frozen, axis_name=a,
-                        impl=self.config.conv_impl(b.name), train_impl=self.config.conv_impl(b.name, True),
-                        where=f"{b.name}.conv2", dilation=b.dilation, name="conv2")(x, train)
-        if b.se_width:
-            x = SqueezeExcite(w, b.se_width, name="se")(x)
-        x = ConvNormAct(w, b.out_width, 1, act=False, zero_init_bn=self.config.zero_init_last, frozen=self.frozen,
-                        axis_name=a, where=f"{b.name}.conv3", name="conv3")(x, train)
-        return jax.nn.relu(x + shortcut)
+        b, plan, w = self.block, self.config.plan, self.block.bottleneck_width
+        norm = dict(frozen=self.frozen, axis_name=self.config.axis_name)
+        impl = self.config.conv_impl(b.name, train)
+        conv2 = dict(stride=b.stride, groups=b.groups, dilation=b.dilation)
+        se = SqueezeExcite(w, b.se_width, plan.act, name="se") if b.se_width else (lambda h: h)
+        if plan.preact:
+            def nrm(h, c, i):
+                return Norm(c, norm_groups=self.config.norm_groups(c), act=plan.act, where=f"{b.name}.norm{i}",
+                            name=f"norm{i}", **norm)(h, train)
+
+            x = nrm(x, b.in_width, 1)
+            y = Conv(b.in_width, w, 1, name="conv1")(x)
+            y = se(Conv(w, w, 3, **conv2, impl=impl, name="conv2")(nrm(y, w, 2)))
+            y = Conv(w, b.out_width, 1, name="conv3")(nrm(y, w, 3))
+            shortcut = functools.partial(Conv, b.in_width, b.out_width, 1)
+        else:
+            def cna(cin, cout, k, part, name=None, **kw):  # part: the canonical name below the block
+                return ConvNormAct(cin, cout, k, norm_groups=self.config.norm_groups(cout), where=f"{b.name}.{part}",
+                                   name=name or part, **norm, **kw)
+
+            y = cna(b.in_width, w, 1, "conv1", act=plan.act)(x, train)
+            y = cna(w, w, 3, "conv2", act=plan.act, impl=self.config.conv_impl(b.name),
+                    train_impl=self.config.conv_impl(b.name, True), **conv2)(y, train)
+            y = cna(w, b.out_width, 1, "conv3", act=None, zero_init_bn=self.config.zero_init_last)(se(y), train)
+            part = "downsample.1" if b.shortcut == "avg" else "downsample"
+            shortcut = functools.partial(cna, b.in_width, b.out_width, 1, part, act=None)
+        if b.shortcut == "conv1x1":
+            y = y + _call(shortcut(stride=b.stride, name="downsample"), x, train)
+        elif b.shortcut == "avg":
+            y = y + AvgShortcut(shortcut, b.stride, b.dilation, name="downsample")(x, train)
+        elif b.shortcut == "identity":
+            y = y + x
+        return ops.activation(y, None if plan.preact or plan.linear_out else plan.act)
 
 
 class Stage(nn.Module):
@@ -186,9 +253,22 @@ class RegNetLinen(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False, output_hidden_states: bool = False, labels=None):
         c = self.config
-        stem = ConvNormAct(c.in_chans, c.plan.stem_width, 3, 2, frozen=c.bn_frozen(0), axis_name=c.axis_name,
-                           where="stem", name="stem")
-        stages = [Stage(s.blocks, c, c.bn_frozen(s.index), name=s.name) for s in c.plan.stages]
-        head = Head(c.plan.num_features, c.num_classes, name="head") if c.has_head else None
-        return network.forward(c, x, lambda h: stem(h, train), [lambda h, s=s: s(h, train) for s in stages], head,
-                               output_hidden_states=output_hidden_states, labels=labels)
+        plan = c.plan
+        if plan.preact:
+            stem = Conv(c.in_chans, plan.stem_width, 3, 2, name="stem")
+        else:
+            stem = ConvNormAct(c.in_chans, plan.stem_width, 3, 2, act=plan.act,
+                               norm_groups=c.norm_groups(plan.stem_width), frozen=c.bn_frozen(0),
+                               axis_name=c.axis_name, where="stem", name="stem")
+            stem = functools.partial(stem, train=train)
+        stages = [Stage(s.blocks, c, c.bn_frozen(s.index), name=s.name) for s in plan.stages]
+        final_conv = None
+        if plan.final_conv_width:
+            final_conv = ConvNormAct(plan.stages[-1].out_width, plan.final_conv_width, 1, act=plan.act,
+                                     frozen=c.bn_frozen(5), axis_name=c.axis_name,
+                                     norm_groups=c.norm_groups(plan.final_conv_width), where="final_conv",
+                                     name="final_conv")
+            final_conv = functools.partial(final_conv, train=train)
+        head = Head(plan.num_features, c.num_classes, name="head") if c.has_head else None
+        return network.forward(c, x, stem, [lambda h, s=s: s(h, train) for s in stages], head,
+                               final_conv=final_conv, output_hidden_states=output_hidden_states, labels=labels)

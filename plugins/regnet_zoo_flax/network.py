@@ -35,9 +35,22 @@ def _to_layout(x: jax.Array, config: NetConfig) -> jax.Array:
     return jnp.transpose(x, (0, 3, 1, 2)) if config.channels_first else x
 
 
+def final_layer(config: NetConfig, final_conv: Callable | None) -> Callable | None:
+    """What follows s4 (timm's ``final_conv``): the 1x1 ConvNormAct (``plan.final_conv_width``), else the plain act
+    (``plan.final_act``: preact or linear_out), else nothing; nothing in a ``features_only`` (truncated) plan. The s4
+    map in ``hidden_states`` is taken before it; pooling and ``last_hidden_state`` after."""
+    plan = config.plan
+    if plan.final_conv_width:
+        return final_conv
+    if plan.final_act:
+        return lambda h: ops.activation(h, plan.act)
+    return None
+
+
 def forward(config: NetConfig, x, stem: Callable, stages: Sequence[Callable], head: Callable | None, *,
-            output_hidden_states: bool = False, labels=None):
-    """Run the network. ``stem`` / ``stages[i]`` map NHWC -> NHWC; ``head`` maps pooled (N, C) -> logits.
+            final_conv: Callable | None = None, output_hidden_states: bool = False, labels=None):
+    """Run the network. ``stem`` / ``stages[i]`` map NHWC -> NHWC; ``final_conv`` (when the plan has one) follows
+    s4; ``head`` maps pooled (N, C) -> logits.
 
     Returns, like the torch and Keras forms: the list of maps at ``out_indices`` for a ``features_only`` model;
     otherwise logits (pooled features when headless). ``output_hidden_states`` or ``labels`` give a
@@ -66,6 +79,9 @@ def forward(config: NetConfig, x, stem: Callable, stages: Sequence[Callable], he
 
     if config.features_only and not output_hidden_states:
         return [_to_layout(maps[i], config) for i in config.out_indices]
+    final = final_layer(config, final_conv)
+    if final is not None:
+        x = final(x)
     pooled = ops.global_pool(x)
     logits = head(pooled) if head is not None else None  # None when headless or features_only
     if not output_hidden_states and labels is None:

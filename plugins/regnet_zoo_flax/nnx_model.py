@@ -1,4 +1,5 @@
-"""RegNet X/Y as Flax NNX modules, built from a regnet-zoo plan.
+"""RegNet X/Y (and the V / Z design space: preact, GroupNorm, SiLU / GELU, avg / absent shortcuts, final_conv) as
+Flax NNX modules, built from a regnet-zoo plan.
 
 The variable tree mirrors timm's module names (``stem/conv/kernel``, ``s2/b1/conv2/bn/mean``,
 ``s3/b4/se/fc1/bias``, ``head/fc/kernel``), so canonical weights map to it by name, and the linen form
@@ -68,19 +69,22 @@ class Conv(Module):
 
 
 class BatchNorm(Module):
-    """BatchNorm2d with PyTorch semantics (unbiased running variance), eps 1e-5, momentum 0.9 (= torch 0.1).
+    """BatchNorm2d with PyTorch semantics (unbiased running variance), eps 1e-5, momentum 0.9 (= torch 0.1), then
+    ``act`` (timm's ``BatchNormAct2d``; ``None``: no activation).
 
     ``frozen=True`` (frozen stages, ``norm_eval``) keeps it at its running statistics in training mode too.
     """
 
     def __init__(self, num_features: int, *, zero_init: bool = False, frozen: bool = False,
-                 axis_name: str | None = None, momentum: float = 0.9, epsilon: float = 1e-5, where: str = ""):
+                 axis_name: str | None = None, momentum: float = 0.9, epsilon: float = 1e-5, where: str = "",
+                 act: str | None = None):
         self.scale = nnx.Param((jnp.zeros if zero_init else jnp.ones)((num_features,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
         self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
         self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
         self.use_running_average = True
         self.frozen, self.axis_name, self.momentum, self.epsilon, self.where = frozen, axis_name, momentum, epsilon, where
+        self.act = act
 
     def set_view(self, use_running_average: bool | None = None):
         """Used by ``nnx.view(model, use_running_average=...)``."""
@@ -94,63 +98,138 @@ class BatchNorm(Module):
                                   where=self.where)
         if stats is not None:
             self.mean[...], self.var[...] = stats
-        return y
+        return ops.activation(y, self.act)
+
+
+class GroupNorm(Module):
+    """``torch.nn.GroupNorm`` (eps 1e-5, scale and bias only), then ``act`` (timm's ``GroupNormAct``).
+
+    It has no statistics; ``use_running_average`` is only the module's mode (it picks the training-mode grouped conv
+    implementation of the conv it belongs to), set by ``model.train()`` / ``model.eval()`` like BN's.
+    """
+
+    def __init__(self, num_features: int, num_groups: int, *, zero_init: bool = False, epsilon: float = 1e-5,
+                 act: str | None = None):
+        self.scale = nnx.Param((jnp.zeros if zero_init else jnp.ones)((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+        self.num_groups, self.epsilon, self.act = num_groups, epsilon, act
+        self.use_running_average = True
+
+    set_view = BatchNorm.set_view
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return ops.activation(ops.group_norm(x, self.scale[...], self.bias[...], self.num_groups, self.epsilon),
+                              self.act)
+
+
+def Norm(num_features: int, *, norm_groups: int = 0, act: str | None = None, zero_init: bool = False,
+         frozen: bool = False, axis_name: str | None = None, where: str = ""):
+    """The plan's norm (+ act): ``GroupNorm`` when ``norm_groups`` > 0, else ``BatchNorm``."""
+    if norm_groups:
+        return GroupNorm(num_features, norm_groups, zero_init=zero_init, act=act)
+    return BatchNorm(num_features, zero_init=zero_init, frozen=frozen, axis_name=axis_name, where=where, act=act)
 
 
 class ConvNormAct(Module):
-    """conv -> bn (-> ReLU); timm's ``ConvNormAct`` (``stem``, ``conv1..3``, ``downsample``)."""
+    """conv -> norm (-> act); timm's ``ConvNormAct`` (``stem``, ``conv1..3``, ``downsample``, ``final_conv``)."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, *, stride: int = 1, groups: int = 1,
-                 act: bool = True, zero_init_bn: bool = False, frozen: bool = False, axis_name=None,
-                 impl: str = "xla", train_impl: str | None = None, where: str = "", dilation: int = 1,
-                 rngs: nnx.Rngs):
+                 act: str | None = "relu", norm_groups: int = 0, zero_init_bn: bool = False, frozen: bool = False,
+                 axis_name=None, impl: str = "xla", train_impl: str | None = None, where: str = "",
+                 dilation: int = 1, rngs: nnx.Rngs):
         self.conv = Conv(in_features, out_features, kernel_size, stride=stride, groups=groups, impl=impl,
                          train_impl=train_impl, dilation=dilation, rngs=rngs)
-        self.bn = BatchNorm(out_features, zero_init=zero_init_bn, frozen=frozen, axis_name=axis_name,
-                            where=f"{where}.bn")
-        self.act = act
+        self.bn = Norm(out_features, norm_groups=norm_groups, act=act, zero_init=zero_init_bn, frozen=frozen,
+                       axis_name=axis_name, where=f"{where}.bn")
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = self.bn(self.conv(x, training=not self.bn.use_running_average))
-        return jax.nn.relu(x) if self.act else x
+        return self.bn(self.conv(x, training=not self.bn.use_running_average))
 
 
 class SqueezeExcite(Module):
-    """timm's ``SEModule``: mean -> fc1 (1x1 conv + bias) -> ReLU -> fc2 -> sigmoid gate."""
+    """timm's ``SEModule``: mean -> fc1 (1x1 conv + bias) -> act -> fc2 -> sigmoid gate."""
 
-    def __init__(self, channels: int, se_width: int, *, rngs: nnx.Rngs):
+    def __init__(self, channels: int, se_width: int, *, act: str = "relu", rngs: nnx.Rngs):
         self.fc1 = Conv(channels, se_width, 1, use_bias=True, rngs=rngs)
         self.fc2 = Conv(se_width, channels, 1, use_bias=True, rngs=rngs)
+        self.act = act
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return ops.squeeze_excite(x, self.fc1.kernel[...], self.fc1.bias[...], self.fc2.kernel[...],
-                                  self.fc2.bias[...])
+                                  self.fc2.bias[...], self.act)
+
+
+class AvgShortcut(Module):
+    """timm's ``downsample_avg``: ``ops.avg_downsample``, then the 1x1 conv (+ norm) as attribute ``"1"`` (its index
+    in timm's ``nn.Sequential``, so the variable paths are the canonical names: ``s1/b1/downsample/1/conv/kernel``)."""
+
+    def __init__(self, conv: Module, stride: int, dilation: int):
+        setattr(self, "1", conv)
+        self.stride, self.dilation = stride, dilation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return getattr(self, "1")(ops.avg_downsample(x, self.stride, self.dilation))
+
 
 
 class Bottleneck(Module):
-    """RegNet X/Y block: 1x1 -> grouped 3x3 (stride) -> [SE] -> 1x1, plus the (projected) shortcut, then ReLU."""
+    """One RegNet block: 1x1 -> grouped 3x3 (stride, dilation) -> [SE] -> 1x1, plus the shortcut.
+
+    ``plan.preact`` False (timm's ``Bottleneck``): each conv is a ``ConvNormAct`` (conv3 without act), the shortcut
+    (identity, 1x1 conv + norm, avg pool + 1x1 conv + norm, or none) is added, then the act (none with
+    ``linear_out``). ``plan.preact`` True (timm's ``PreBottleneck``): ``norm1..3`` (norm + act) come before bare convs
+    ``conv1..3``, the shortcut (conv without norm) starts from ``norm1``'s output, and nothing follows the add.
+    """
 
     def __init__(self, block: BlockPlan, config: NetConfig, *, frozen: bool, rngs: nnx.Rngs):
-        w, a = block.bottleneck_width, config.axis_name
-        self.conv1 = ConvNormAct(block.in_width, w, 1, frozen=frozen, axis_name=a, where=f"{block.name}.conv1",
-                                 rngs=rngs)
-        self.conv2 = ConvNormAct(w, w, 3, stride=block.stride, groups=block.groups, dilation=block.dilation,
-                                 frozen=frozen, axis_name=a,
-                                 impl=config.conv_impl(block.name), train_impl=config.conv_impl(block.name, True),
-                                 where=f"{block.name}.conv2", rngs=rngs)
-        self.se = SqueezeExcite(w, block.se_width, rngs=rngs) if block.se_width else None
-        self.conv3 = ConvNormAct(w, block.out_width, 1, act=False, zero_init_bn=config.zero_init_last,
-                                 frozen=frozen, axis_name=a, where=f"{block.name}.conv3", rngs=rngs)
-        self.downsample = ConvNormAct(block.in_width, block.out_width, 1, stride=block.stride, act=False,
-                                      frozen=frozen, axis_name=a, where=f"{block.name}.downsample",
-                                      rngs=rngs) if block.shortcut_conv else None
+        plan, w, n = config.plan, block.bottleneck_width, block.name
+        self.preact, self.residual = plan.preact, block.shortcut != "none"
+        self.act = None if plan.preact or plan.linear_out else plan.act
+        conv2 = dict(stride=block.stride, groups=block.groups, dilation=block.dilation,
+                     impl=config.conv_impl(n), train_impl=config.conv_impl(n, True), rngs=rngs)
+        norm = dict(frozen=frozen, axis_name=config.axis_name)
+        if plan.preact:
+            for i, c in enumerate((block.in_width, w, w), start=1):
+                setattr(self, f"norm{i}", Norm(c, norm_groups=config.norm_groups(c), act=plan.act,
+                                               where=f"{n}.norm{i}", **norm))
+            self.conv1 = Conv(block.in_width, w, 1, rngs=rngs)
+            self.conv2 = Conv(w, w, 3, **conv2)
+            self.conv3 = Conv(w, block.out_width, 1, rngs=rngs)
+            shortcut = functools.partial(Conv, block.in_width, block.out_width, 1, rngs=rngs)
+        else:
+            def cna(cin, cout, k, name, **kw):
+                return ConvNormAct(cin, cout, k, norm_groups=config.norm_groups(cout), where=f"{n}.{name}",
+                                   **norm, **kw)
+
+            self.conv1 = cna(block.in_width, w, 1, "conv1", act=plan.act, rngs=rngs)
+            self.conv2 = cna(w, w, 3, "conv2", act=plan.act, **conv2)
+            self.conv3 = cna(w, block.out_width, 1, "conv3", act=None, zero_init_bn=config.zero_init_last,
+                             rngs=rngs)
+            name = "downsample.1" if block.shortcut == "avg" else "downsample"
+            shortcut = functools.partial(cna, block.in_width, block.out_width, 1, name, act=None, rngs=rngs)
+        self.se = SqueezeExcite(w, block.se_width, act=plan.act, rngs=rngs) if block.se_width else None
+        if block.shortcut == "conv1x1":
+            self.downsample = shortcut(stride=block.stride)
+        elif block.shortcut == "avg":
+            self.downsample = AvgShortcut(shortcut(), block.stride, block.dilation)
+        else:
+            self.downsample = None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        x = self.conv2(self.conv1(x))
-        if self.se is not None:
-            x = self.se(x)
-        return jax.nn.relu(self.conv3(x) + shortcut)
+        if self.preact:
+            x = self.norm1(x)
+            y = self.conv2(self.norm2(self.conv1(x)), training=not self.norm2.use_running_average)
+            if self.se is not None:
+                y = self.se(y)
+            y = self.conv3(self.norm3(y))
+        else:
+            y = self.conv2(self.conv1(x))
+            if self.se is not None:
+                y = self.se(y)
+            y = self.conv3(y)
+        if self.residual:
+            y = y + (x if self.downsample is None else self.downsample(x))
+        return ops.activation(y, self.act)
 
 
 class Stage(Module):
@@ -203,10 +282,18 @@ class RegNet(Module):
         plan: ArchPlan = config.plan
         a = config.axis_name
         self.config = config
-        self.stem = ConvNormAct(config.in_chans, plan.stem_width, 3, stride=2, frozen=config.bn_frozen(0),
-                                axis_name=a, where="stem", rngs=rngs)
+        if plan.preact:  # timm: a plain 3x3 s2 conv
+            self.stem = Conv(config.in_chans, plan.stem_width, 3, stride=2, rngs=rngs)
+        else:
+            self.stem = ConvNormAct(config.in_chans, plan.stem_width, 3, stride=2, act=plan.act,
+                                    norm_groups=config.norm_groups(plan.stem_width), frozen=config.bn_frozen(0),
+                                    axis_name=a, where="stem", rngs=rngs)
         for stage in plan.stages:
             setattr(self, stage.name, Stage(stage.blocks, config, frozen=config.bn_frozen(stage.index), rngs=rngs))
+        width = plan.final_conv_width  # timm's ConvNormAct after s4; see network.final_layer
+        self.final_conv = ConvNormAct(plan.stages[-1].out_width, width, 1, act=plan.act,
+                                      norm_groups=config.norm_groups(width), frozen=config.bn_frozen(5), axis_name=a,
+                                      where="final_conv", rngs=rngs) if width else None
         self.head = Head(plan.num_features, config.num_classes, rngs=rngs) if config.has_head else None
 
     # -- metadata -------------------------------------------------------------------------------------------
@@ -253,10 +340,11 @@ class RegNet(Module):
                                f"into it first with regnet_zoo_flax.weights.load_canonical(model, state)")
 
     def __call__(self, x, *, output_hidden_states: bool = False, labels=None):
-        if isinstance(self.stem.conv.kernel.get_value(), jax.ShapeDtypeStruct):
+        stem_kernel = (self.stem if isinstance(self.stem, Conv) else self.stem.conv).kernel
+        if isinstance(stem_kernel.get_value(), jax.ShapeDtypeStruct):
             self._check_concrete()
         stages = [getattr(self, s.name) for s in self.config.plan.stages]
-        return network.forward(self.config, x, self.stem, stages, self.head,
+        return network.forward(self.config, x, self.stem, stages, self.head, final_conv=self.final_conv,
                                output_hidden_states=output_hidden_states, labels=labels)
 
     def predict(self, x, *, output_hidden_states: bool = False):

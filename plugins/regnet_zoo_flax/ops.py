@@ -14,6 +14,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from regnet_zoo.contract import check_image_batch, loss_kind
@@ -127,10 +128,68 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, mean: jax.Array,
     return y, (new_mean, new_var)
 
 
-def squeeze_excite(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array) -> jax.Array:
-    """timm's ``SEModule``: global mean -> 1x1 conv + ReLU -> 1x1 conv -> sigmoid gate. Kernels are (1, 1, in, out)."""
+ACTIVATIONS = ("relu", "silu", "gelu")
+
+
+def activation(x: jax.Array, act: str | None) -> jax.Array:
+    """The plan's activation by name (``None``: identity); ``"gelu"`` is the exact erf form (torch's default)."""
+    if act is None:
+        return x
+    if act == "relu":
+        return jax.nn.relu(x)
+    if act == "silu":
+        return jax.nn.silu(x)
+    if act == "gelu":
+        return jax.nn.gelu(x, approximate=False)
+    raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+
+
+def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_groups: int, epsilon: float = 1e-5) -> jax.Array:
+    """``torch.nn.GroupNorm`` on NHWC ``x``: per sample, over (H, W, the channels of each group), biased variance;
+    statistics in float32 (float64 for float64 compute)."""
+    n, h, w, c = x.shape
+    acc = acc_dtype(x.dtype)
+    xg = x.astype(acc).reshape(n, h, w, num_groups, c // num_groups)
+    mean = jnp.mean(xg, axis=(1, 2, 4), keepdims=True)
+    var = jnp.mean(jnp.square(xg - mean), axis=(1, 2, 4), keepdims=True)  # two-pass: no cancellation
+    y = ((xg - mean) * lax.rsqrt(var + epsilon)).reshape(n, h, w, c)
+    return (y * scale.astype(acc) + bias.astype(acc)).astype(x.dtype)
+
+
+def _ceil_counts(size: int, stride: int) -> tuple[int, np.ndarray]:
+    """Output length and per-window element counts of a size-2 window, ``ceil_mode=True``, no padding (torch)."""
+    out = -(-(size - 2) // stride) + 1
+    if (out - 1) * stride >= size:  # torch: the last window must start inside the input
+        out -= 1
+    starts = np.arange(out) * stride
+    return out, (np.minimum(starts + 2, size) - starts).astype(np.float64)
+
+
+def avg_downsample(x: jax.Array, stride: int, dilation: int = 1) -> jax.Array:
+    """The pool of timm's ``downsample_avg`` (NHWC): with ``stride`` > 1 ``AvgPool2d(2, stride, ceil_mode=True,
+    count_include_pad=False)`` (a partial last window is divided by its real element count); in a dilated block
+    (stride 1, dilation > 1) ``AvgPool2dSame(2, 1)``: zero padding of one row / column at the bottom / right,
+    every window divided by 4; otherwise the identity."""
+    if stride == 1 and dilation == 1:
+        return x
+    acc = acc_dtype(x.dtype)
+    xf = x.astype(acc)
+    if dilation > 1:  # timm: avg_stride 1, explicit "same" zero padding counted in the mean
+        s = lax.reduce_window(xf, 0.0, lax.add, (1, 2, 2, 1), (1, 1, 1, 1), ((0, 0), (0, 1), (0, 1), (0, 0)))
+        return (s / 4.0).astype(x.dtype)
+    (ho, ch), (wo, cw) = _ceil_counts(x.shape[1], stride), _ceil_counts(x.shape[2], stride)
+    pad = ((0, 0), (0, (ho - 1) * stride + 2 - x.shape[1]), (0, (wo - 1) * stride + 2 - x.shape[2]), (0, 0))
+    s = lax.reduce_window(xf, 0.0, lax.add, (1, 2, 2, 1), (1, stride, stride, 1), pad)
+    return (s / jnp.asarray(np.outer(ch, cw)[None, :, :, None], acc)).astype(x.dtype)
+
+
+def squeeze_excite(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array,
+                   act: str = "relu") -> jax.Array:
+    """timm's ``SEModule``: global mean -> 1x1 conv + ``act`` -> 1x1 conv -> sigmoid gate.
+
+    Kernels are (1, 1, in, out)."""
     s = jnp.mean(x.astype(acc_dtype(x.dtype)), axis=(1, 2), keepdims=True).astype(x.dtype)
-    s = jax.nn.relu(jnp.dot(s, w1[0, 0].astype(x.dtype)) + b1.astype(x.dtype))
+    s = activation(jnp.dot(s, w1[0, 0].astype(x.dtype)) + b1.astype(x.dtype), act)
     s = jax.nn.sigmoid(jnp.dot(s, w2[0, 0].astype(x.dtype)) + b2.astype(x.dtype))
     return x * s
 

@@ -9,10 +9,14 @@ canonical key                          variable (collection / path)             
 ``<m>.se.fc1.weight`` (O, I, 1, 1)     ``params / <m>/se/fc1/kernel`` (1, 1, I, O)      transpose (2, 3, 1, 0)
 ``<m>.bn.weight`` / ``.bias``          ``params / <m>/bn/scale`` / ``bias``
 ``<m>.bn.running_mean`` / ``_var``     ``batch_stats / <m>/bn/mean`` / ``var``
+``<b>.norm1.weight`` ... (preact)      ``params / <b>/norm1/scale`` ... (as ``bn``)
+``<b>.conv1.weight`` (preact)          ``params / <b>/conv1/kernel``                   transpose (2, 3, 1, 0)
+``<b>.downsample.1.conv.weight``       ``params / <b>/downsample/1/conv/kernel``       transpose (2, 3, 1, 0)
 ``head.fc.weight`` (K, C)              ``params / head/fc/kernel`` (C, K)               transpose (1, 0)
 =====================================  ==============================================  ===========================
 
-Transposes are exact, so ``export_canonical(load_canonical(m, s))`` returns ``s`` bit for bit.
+GroupNorm layers have the BN names without the running statistics (no ``batch_stats``). Transposes are exact, so
+``export_canonical(load_canonical(m, s))`` returns ``s`` bit for bit.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from regnet_zoo.keys import canonical_shapes, check_state
 BN_NAMES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
             "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
 _BN_BACK = {v: k for k, v in BN_NAMES.items()}
+NORM_MODULES = ("bn", "norm1", "norm2", "norm3")  # ConvNormAct's norm; the pre-activation block's norms
 
 
 class Slot(NamedTuple):
@@ -38,7 +43,7 @@ class Slot(NamedTuple):
 def slot_of(key: str) -> Slot:
     """Where canonical ``key`` lives in the Flax variable tree."""
     *module, leaf = key.split(".")
-    if module and module[-1] == "bn":
+    if module and module[-1] in NORM_MODULES:
         collection, name = BN_NAMES[leaf]
         return Slot(collection, (*module, name))
     return Slot("params", (*module, {"weight": "kernel", "bias": "bias"}[leaf]))
@@ -47,7 +52,7 @@ def slot_of(key: str) -> Slot:
 def key_of(collection: str, path: tuple[str, ...]) -> str:
     """The canonical key of a Flax variable (inverse of ``slot_of``)."""
     *module, name = path
-    if module and module[-1] == "bn":
+    if module and module[-1] in NORM_MODULES:
         return ".".join((*module, _BN_BACK[(collection, name)]))
     return ".".join((*module, {"kernel": "weight", "bias": "bias"}[name]))
 
@@ -161,14 +166,16 @@ def export_canonical(model: Any) -> dict[str, np.ndarray]:
 def init_canonical(key: str, shape: tuple[int, ...], plan, seed: int = 0, zero_init_last: bool = True) -> np.ndarray:
     """timm's random initialisation of one canonical variable (PyTorch layout), drawn on the host with numpy.
 
-    Convs N(0, sqrt(2 / fan_out)) with fan_out = kh * kw * out / groups; BN scale 1 (0 for each block's last BN
-    with ``zero_init_last``), BN bias / conv and linear biases 0, running mean 0 / var 1; classifier N(0, 0.01).
+    Convs N(0, sqrt(2 / fan_out)) with fan_out = kh * kw * out / groups; BN / GroupNorm scale 1 (0 for each
+    block's last norm, ``conv3.bn``, with ``zero_init_last``; pre-activation blocks have none), norm biases / conv
+    and linear biases 0, running mean 0 / var 1; classifier N(0, 0.01).
     Every key has its own stream (seeded by ``seed`` and the key), so a variable's value does not depend on which
     other variables were loaded from a checkpoint.
     """
-    leaf = key.rsplit(".", 1)[-1]
-    if ".bn." in key:
-        one = leaf == "running_var" or (leaf == "weight" and not (zero_init_last and ".conv3.bn." in key))
+    *module, leaf = key.split(".")
+    if module and module[-1] in NORM_MODULES:
+        zero = zero_init_last and plan.zero_init_last and ".conv3.bn." in key  # plan: timm's RegNetZ keeps 1
+        one = leaf == "running_var" or (leaf == "weight" and not zero)
         return (np.ones if one else np.zeros)(shape, np.float32)
     if leaf == "bias":
         return np.zeros(shape, np.float32)
@@ -177,8 +184,8 @@ def init_canonical(key: str, shape: tuple[int, ...], plan, seed: int = 0, zero_i
         std = 0.01
     else:
         groups = 1
-        if key.endswith(".conv2.conv.weight"):
-            block = key[: -len(".conv2.conv.weight")]
+        if module[-1] == "conv2" or module[-2:] == ["conv2", "conv"]:  # the grouped 3x3 (preact: no ".conv")
+            block = ".".join(module[:2])
             groups = next(b.groups for s in plan.stages for b in s.blocks if b.name == block)
         std = float(np.sqrt(2.0 / (shape[0] * shape[2] * shape[3] // groups)))
     return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)

@@ -14,7 +14,8 @@ import jax.numpy as jnp  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
 from harness import rel_err  # noqa: E402
-from regnet_zoo_flax.grouped_conv import SPLIT_MAX_GROUPS, auto_impl, block_shapes, choose_impls, tune  # noqa: E402
+from regnet_zoo_flax.grouped_conv import (SPLIT_MAX_GROUPS, SPLIT_TRAIN_MAX_GROUPS, auto_impl,  # noqa: E402
+                                          block_shapes, choose_impls, tune)
 from regnet_zoo_flax.ops import CONV_IMPLS, conv2d  # noqa: E402
 
 
@@ -53,6 +54,13 @@ def test_auto_rule():
     assert auto_impl(17, 64, "gpu", training=True) == "xla"
     train = dict(choose_impls(rz.plan("regnety_040"), "auto", training=True))
     assert set(train.values()) == ({"split"} if jax.default_backend() == "cpu" else {"xla"})
+    # ... except RegNetZ's 100+ groups of 4-8 channels (s3 / s4), where unrolling compiles for minutes
+    assert auto_impl(SPLIT_TRAIN_MAX_GROUPS, 8, "cpu", training=True) == "split"
+    assert auto_impl(SPLIT_TRAIN_MAX_GROUPS + 1, 8, "cpu", training=True) == "loop"
+    if jax.default_backend() == "cpu":
+        train = dict(choose_impls(rz.plan("regnetz_005"), "auto", training=True))  # groups 16, 40, 104, 256
+        assert {name[:2]: impl for name, impl in train.items()} == {"s1": "split", "s2": "split", "s3": "loop",
+                                                                     "s4": "loop"}
 
 
 def test_model_switches_the_grouped_conv_with_the_mode():

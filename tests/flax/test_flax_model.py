@@ -22,7 +22,7 @@ from regnet_zoo.errors import WeightsError  # noqa: E402
 from regnet_zoo.keys import canonical_shapes  # noqa: E402
 from regnet_zoo.outputs import RegNetOutput  # noqa: E402
 from regnet_zoo.pretrained_cfg import pretrained_cfg  # noqa: E402
-from regnet_zoo_flax.nnx_model import BatchNorm, RegNet  # noqa: E402
+from regnet_zoo_flax.nnx_model import BatchNorm, GroupNorm, RegNet  # noqa: E402
 from regnet_zoo_flax.weights import export_canonical, load_canonical  # noqa: E402
 
 SMALL, SMALL_Y = "regnetx_002", "regnety_002"
@@ -41,12 +41,16 @@ def loaded(name=SMALL, num_classes=1000, **kwargs):
     return loaded_model("flax", name, num_classes, **kwargs)
 
 
-def batch_norms(model) -> dict[tuple, BatchNorm]:
-    return {path: m for path, m in nnx.iter_modules(model) if isinstance(m, BatchNorm)}
+def batch_norms(model, kind=BatchNorm) -> dict[tuple, BatchNorm]:
+    return {path: m for path, m in nnx.iter_modules(model) if isinstance(m, kind)}
 
 
 def n_batch_norms(plan) -> int:
-    return 1 + sum(3 + b.shortcut_conv for s in plan.stages for b in s.blocks)
+    """Norm layers of ``plan``: stem, three per block, the shortcut conv's (none of these two when preact) and
+    final_conv's."""
+    post = not plan.preact
+    return post + sum(3 + (post and b.shortcut_conv) for s in plan.stages for b in s.blocks) + \
+        bool(plan.final_conv_width)
 
 
 @nnx.jit(static_argnames=("output_hidden_states",))
@@ -79,11 +83,15 @@ def test_abstract_structure_follows_the_plan(name):
     for stage in plan.stages:
         for j, b in enumerate(stage.blocks, start=1):
             block = getattr(getattr(model, stage.name), f"b{j}")
-            assert block.conv2.conv.kernel.shape == (3, 3, b.bottleneck_width // b.groups, b.bottleneck_width)
-            assert block.conv2.conv.groups == b.groups and block.conv2.conv.stride == b.stride
+            conv2 = block.conv2 if plan.preact else block.conv2.conv  # preact blocks: bare convs
+            assert conv2.kernel.shape == (3, 3, b.bottleneck_width // b.groups, b.bottleneck_width)
+            assert conv2.groups == b.groups and conv2.stride == b.stride
             assert (block.se.fc1.kernel.shape[-1] if block.se is not None else 0) == b.se_width
             assert (block.downsample is not None) == b.shortcut_conv
-    assert len(batch_norms(model)) == n_batch_norms(plan)
+            assert block.residual == (b.shortcut != "none")
+    norm = {"batchnorm": BatchNorm, "groupnorm": GroupNorm}[plan.norm]
+    assert len(batch_norms(model, (BatchNorm, GroupNorm))) == len(batch_norms(model, norm)) == n_batch_norms(plan)
+    assert (model.final_conv is not None) == bool(plan.final_width)
 
 
 def test_regnety_10b_abstract_in_seconds():
