@@ -65,11 +65,11 @@ def is_buffer(key: str) -> bool:
 
 
 def stage_of(key: str) -> int:
-    """Feature index a key belongs to: 0 = stem, 1..4 = s1..s4, 5 = head."""
+    """Feature index a key belongs to: 0 = stem, 1..4 = s1..s4, 5 = after the stages (final_conv, head)."""
     head = key.split(".", 1)[0]
     if head == "stem":
         return 0
-    if head == "head":
+    if head in ("head", "final_conv"):
         return 5
     return int(head[1:])
 
