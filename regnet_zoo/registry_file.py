@@ -272,6 +272,9 @@ def _design_fields(p: _Problems, name: str, f: dict, schema: int) -> dict[str, A
             v[key] = _bool(p, n, what)
         elif key == "strides":
             v[key] = _list(p, n, what, lambda pp, nn, w: _str_int_choice(pp, nn, w, (1, 2)), NUM_STAGES)
+    if v.get("preact") and v.get("linear_out"):
+        p.add(f["linear_out"][0], f"{name}.linear_out: pre-activation blocks (preact: true) have no activation after "
+                                  f"the residual add to drop; remove one of the two")
     if v.get("norm") == "groupnorm" and "norm_group_size" not in f:
         p.add(f["norm"][1], f"{name}.norm: groupnorm needs norm_group_size (channels per group, e.g. 16)")
     elif "norm_group_size" in f and v.get("norm") != "groupnorm":

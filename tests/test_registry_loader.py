@@ -192,6 +192,9 @@ def test_schema_2_field_errors():
     assert "t.yaml:12:17: tiny_x.downsample must be one of conv1x1, avg, none, got 'pool'" in lines
     assert "t.yaml:13:13: tiny_x.preact must be true or false, got an int ('1')" in lines
     assert "t.yaml:14:18: tiny_x.strides[1] must be one of 1, 2, got 3" in lines
+    both = problems(SCHEMA2 + "    preact: true\n    linear_out: true\n")
+    assert both == ["t.yaml:10:5: tiny_x.linear_out: pre-activation blocks (preact: true) have no activation after the "
+                    "residual add to drop; remove one of the two"]
     gn = problems(SCHEMA2.replace("    group_width: 8\n", "    group_width: 8\n    norm: groupnorm\n"))
     assert gn == ["t.yaml:9:11: tiny_x.norm: groupnorm needs norm_group_size (channels per group, e.g. 16)"]
     odd = problems(SCHEMA2.replace("    group_width: 8\n",

@@ -94,7 +94,7 @@ def test_torch_equals_transformers_exactly(checkpoints, case, tmp_path):
 
 
 @pytest.mark.parametrize("framework", ["tf", "flax"])
-@pytest.mark.parametrize("case", ["hf-test-suite", "stem10-y", "y-gw16"])
+@pytest.mark.parametrize("case", ["hf-test-suite", "stem10-y", "y-gw16", "x-no-first-downsample", "x-gelu"])
 def test_tf_and_flax_match_transformers(checkpoints, case, framework, tmp_path):
     require(*{"tf": ("tensorflow", "keras"), "flax": ("jax", "flax")}[framework])
     import regnet_zoo as rz
