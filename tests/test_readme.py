@@ -183,3 +183,16 @@ def test_every_cli_subcommand_is_shown_and_every_shown_command_parses(capsys):
         except SystemExit as e:
             error = capsys.readouterr().err.strip().splitlines()[-1:]
             assert e.code == 0, f"README.md:{line}: `regnet-zoo {shlex.join(argv)}` does not parse: {error}"
+
+
+def test_registry_examples_load():
+    """Every ```yaml block that is a variants file loads through the registry loader (issue 13: the schema-2
+    example shows every field), and builds a plan."""
+    import regnet_zoo as rz
+    from regnet_zoo.registry_file import load_text
+
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S) if b.startswith("schema:")]
+    assert blocks
+    for block in blocks:
+        for variant in load_text(block, "README.md"):
+            assert rz.plan(variant).params() > 0
