@@ -14,7 +14,7 @@ import pytest
 
 import regnet_zoo as rz
 from testdeps import require
-from harness import HIDDEN_RTOL, LOGITS_RTOL, ops, random_input, rel_err
+from harness import HIDDEN_RTOL, LOGITS_RTOL, ops, random_input, randomize, rel_err
 
 require("tensorflow", "keras", "keras_hub")
 require("torch", "timm")
@@ -31,28 +31,12 @@ ALL = (0, 1, 2, 3, 4)
 FAST_RTOL = 1e-5  # folded fast path against the Keras model
 
 
-def randomize_norms(model, seed: int = 0):
-    """Random affine parameters (and BN running statistics) for every BatchNorm and GroupNorm of a torch model."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model
-
-
 def timm_model(name: str):
     import timm
     import torch
 
     torch.manual_seed(0)
-    return randomize_norms(timm.create_model(name)).eval()
+    return randomize(timm.create_model(name))
 
 
 def canonical(model) -> dict[str, np.ndarray]:
