@@ -22,8 +22,12 @@ from .errors import RegistryError, UnknownVariantError, describe
 from .registry_file import SCHEMA_VERSION, load_file, load_text
 from .variant import Location, Variant
 
-OVERRIDES = ("act", "se_ratio", "bottle_ratio", "downsample", "preact", "linear_out", "num_features")
-TIMM_OVERRIDE_NAMES = {"act_layer": "act"}  # timm's create_model keyword -> the registry field
+OVERRIDES = ("act", "norm_layer", "norm_group_size", "norm_groups", "se_ratio", "bottle_ratio", "downsample", "preact",
+             "linear_out", "num_features")
+# timm's create_model keyword -> the registry field. The registry's ``norm`` is overridden as ``norm_layer`` (timm's
+# name): ``norm=`` is the shared option choosing BatchNorm's mode (bn | frozen_bn | sync_bn).
+TIMM_OVERRIDE_NAMES = {"act_layer": "act"}
+GROUPNORM_DEFAULT_GROUPS = 32  # timm's GroupNorm(num_groups=32) when norm_layer="groupnorm" says no more
 DEFAULT_NAME = "custom"
 DICT_FILE = "<dict>"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -117,19 +121,36 @@ def entry_fields(variant: Variant) -> dict[str, Any]:
                               "preact": v.preact, "linear_out": v.linear_out, "strides": list(v.strides)}
     if v.block == "y":
         fields["se_ratio"] = v.se_ratio
-    if v.norm == "groupnorm":
-        fields["norm_group_size"] = v.norm_group_size
+    fields.update({k: getattr(v, k) for k in ("norm_group_size", "norm_groups") if getattr(v, k)})
     if v.num_features:
         fields["num_features"] = v.num_features
     return fields
+
+
+_NORM_FIELDS = ("norm", "norm_group_size", "norm_groups")
+_NORM_OVERRIDES = ("norm_layer", "norm_group_size", "norm_groups")
+
+
+def _norm_fields(variant: Variant, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The registry's norm fields after ``overrides``: ``norm_layer`` sets the kind; a group sizing given replaces
+    the variant's; GroupNorm without one keeps the variant's, else takes timm's default of 32 groups."""
+    norm = overrides.get("norm_layer", variant.norm)
+    sizing = {k: overrides[k] for k in ("norm_group_size", "norm_groups") if k in overrides}
+    if norm == "groupnorm" and not sizing:
+        sizing = ({k: getattr(variant, k) for k in ("norm_group_size", "norm_groups") if getattr(variant, k)}
+                  if variant.norm == "groupnorm" else {"norm_groups": GROUPNORM_DEFAULT_GROUPS})
+    return {"norm": norm, **sizing}
 
 
 def with_overrides(variant: Variant, overrides: dict[str, Any]) -> Variant:
     """``variant`` with create-time architecture overrides (timm's ``create_model(name, act_layer="silu",
     se_ratio=0.)``), validated by the registry loader. It keeps the variant's name and weight tags, so pretrained
     weights load where the shapes still match; ``se_ratio=0`` makes a Y variant an X one (and a ratio an X a Y)."""
-    fields = entry_fields(variant)
+    fields = {k: v for k, v in entry_fields(variant).items() if k not in _NORM_FIELDS}
+    fields.update(_norm_fields(variant, overrides))
     for key, value in overrides.items():
+        if key in _NORM_OVERRIDES:
+            continue
         if key == "se_ratio" and value == 0:
             fields.pop("se_ratio", None)
             fields["block"] = "x"

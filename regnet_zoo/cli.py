@@ -63,9 +63,29 @@ def _builders(variant) -> list[str]:
     return api.frameworks_that_build(variant)
 
 
+def _block_kind(v) -> str:
+    """The block family as timm names it: X, Y (squeeze-excitation), V (pre-activation), Z (inverted bottleneck with
+    no activation after the add)."""
+    return "Z" if v.linear_out else "V" if v.preact else v.block.upper()
+
+
+def _norm_cell(v) -> str:
+    """``bn``, or ``gn`` with its channels per group (``gn/16ch``) or its fixed group count (``gn/32g``)."""
+    if v.norm == "batchnorm":
+        return "bn"
+    return f"gn/{v.norm_group_size}ch" if v.norm_group_size else f"gn/{v.norm_groups}g"
+
+
+def _norm_words(v) -> str:
+    if v.norm == "batchnorm":
+        return "batchnorm"
+    return (f"groupnorm ({v.norm_group_size} channels per group)" if v.norm_group_size
+            else f"groupnorm ({v.norm_groups} groups)")
+
+
 def _layers(v) -> str:
     """The variant's design-space choices in words (timm's RegNetCfg fields)."""
-    parts = [v.act, v.norm + (f" ({v.norm_group_size} channels per group)" if v.norm == "groupnorm" else ""),
+    parts = [v.act, _norm_words(v),
              "pre-activation blocks" if v.preact else "post-activation blocks",
              f"bottleneck x{v.bottle_ratio:g}", f"shape-changing shortcut {v.downsample}"]
     if v.linear_out:
@@ -82,7 +102,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         res = api.resolve(name)
         v, pl = res.variant, api.plan(name)
         rec: dict[str, Any] = {
-            "name": name, "block": v.block.upper(), "params": pl.params(), "gflops": pl.flops(GFLOPS_RESOLUTION) / 1e9,
+            "name": name, "block": _block_kind(v), "norm": _norm_cell(v), "act": v.act, "params": pl.params(), "gflops": pl.flops(GFLOPS_RESOLUTION) / 1e9,
             "widths": list(v.widths), "depths": list(v.depths), "frameworks": _builders(v),
         }
         if args.pretrained:
@@ -101,29 +121,32 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no variant matches {args.pattern!r}", file=sys.stderr)
         return 1
     if args.pretrained:
-        header = ["NAME", "BLOCK", "PARAMS", f"GFLOPS@{GFLOPS_RESOLUTION}", "HUB", "KEYS", "CLASSES", "SIZE",
-                  "LICENSE"]
-        rows = [[r["name"], r["block"], _fmt_params(r["params"]), f"{r['gflops']:.2f}", r["hub"], r["keys"],
+        header = ["NAME", "BLOCK", "NORM", "PARAMS", f"GFLOPS@{GFLOPS_RESOLUTION}", "HUB", "KEYS", "CLASSES",
+                  "SIZE", "LICENSE"]
+        rows = [[r["name"], r["block"], r["norm"], _fmt_params(r["params"]), f"{r['gflops']:.2f}", r["hub"], r["keys"],
                  str(r["num_classes"]), str(r["input_size"]), r["license"]] for r in records]
     else:
-        header = ["NAME", "BLOCK", "PARAMS", f"GFLOPS@{GFLOPS_RESOLUTION}", "WIDTHS", "DEPTHS", "TAGS", "FRAMEWORKS"]
-        rows = [[r["name"], r["block"], _fmt_params(r["params"]), f"{r['gflops']:.2f}",
+        header = ["NAME", "BLOCK", "NORM", "PARAMS", f"GFLOPS@{GFLOPS_RESOLUTION}", "WIDTHS", "DEPTHS", "TAGS",
+                  "FRAMEWORKS"]
+        rows = [[r["name"], r["block"], r["norm"], _fmt_params(r["params"]), f"{r['gflops']:.2f}",
                  ",".join(map(str, r["widths"])), ",".join(map(str, r["depths"])),
                  _tags_cell(r["tags"]), ",".join(r["frameworks"])] for r in records]
     print(_table(rows, header))
     return 0
 
 
-def _show_record(name: str, resolution: int) -> dict[str, Any]:
+def _show_record(name: str, resolution: int, output_stride: int = 32) -> dict[str, Any]:
     res = api.resolve(name)
-    v, pl = res.variant, api.plan(name)
+    v, pl = res.variant, api.plan(name, output_stride)
     cx = pl.complexity(resolution)
     return {
-        "name": v.name, "description": v.description, "block": v.block.upper(), "source": v.source,
+        "name": v.name, "description": v.description, "block": v.block.upper(), "kind": _block_kind(v),
+        "output_stride": output_stride, "source": v.source,
         "aliases": list(v.aliases), "stem_width": v.stem_width, "se_ratio": v.se_ratio,
         "generator": v.generator.as_dict() if v.generator else None,
         "layers": _layers(v), "preact": v.preact,
         "stages": [{"name": s.name, "in": s.in_width, "out": s.out_width, "depth": s.depth, "stride": s.stride,
+                    "dilation": s.blocks[-1].dilation,
                     "group_width": s.group_width, "groups": s.groups, "bottleneck": s.bottleneck_width,
                     "se_widths": sorted(set(s.se_widths))} for s in pl.stages],
         "feature_info": [f.as_dict() for f in pl.all_feature_info()],
@@ -145,14 +168,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         names = [f"{args.name}::{v.name}" for v in load_file(args.name)]
         if len(names) > 1:
             if args.json:
-                print(json.dumps([_show_record(n, args.resolution) for n in names], indent=2))
+                print(json.dumps([_show_record(n, args.resolution, args.output_stride) for n in names], indent=2))
                 return 0
             for i, name in enumerate(names):
                 if i:
                     print()
-                _print_show(_show_record(name, args.resolution))
+                _print_show(_show_record(name, args.resolution, args.output_stride))
             return 0
-    rec = _show_record(args.name, args.resolution)
+    rec = _show_record(args.name, args.resolution, args.output_stride)
     if args.json:
         print(json.dumps(rec, indent=2))
         return 0
@@ -161,7 +184,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _print_show(rec: dict[str, Any]) -> None:
-    out = [f"{rec['name']}: {rec['description'] or 'RegNet' + rec['block']}",
+    out = [f"{rec['name']}: {rec['description'] or 'RegNet' + rec['kind']}",
            f"  defined at   {rec['source']}",
            f"  block        {rec['block']}" + (f" (squeeze-excitation ratio {rec['se_ratio']})" if rec['se_ratio'] else ""),
            f"  stem         3x3 conv stride 2 -> {rec['stem_width']} channels"
@@ -174,10 +197,14 @@ def _print_show(rec: dict[str, Any]) -> None:
         out.append(f"  generator    w0={g['w0']:g} wa={g['wa']:g} wm={g['wm']:g} depth={g['depth']} "
                    f"({g['rounding']} rounding)")
     out.append("")
-    rows = [[s["name"], s["in"], s["out"], s["bottleneck"], s["depth"], s["stride"], s["group_width"], s["groups"],
-             ",".join(map(str, s["se_widths"])) if any(s["se_widths"]) else "-"] for s in rec["stages"]]
+    dilated = rec["output_stride"] != 32
+    rows = [[s["name"], s["in"], s["out"], s["bottleneck"], s["depth"], s["stride"]] + ([s["dilation"]] if dilated
+                                                                                       else [])
+            + [s["group_width"], s["groups"], ",".join(map(str, s["se_widths"])) if any(s["se_widths"]) else "-"]
+            for s in rec["stages"]]
     out.append(_indent(_table([[str(c) for c in r] for r in rows],
-                              ["STAGE", "IN", "OUT", "BOTTLENECK", "DEPTH", "STRIDE", "GROUP_W", "GROUPS", "SE_W"])))
+                              ["STAGE", "IN", "OUT", "BOTTLENECK", "DEPTH", "STRIDE"] + (["DILATION"] if dilated else [])
+                              + ["GROUP_W", "GROUPS", "SE_W"])))
     out.append("")
     rows = [[str(f["index"]), f["name"], f["level"], str(f["channels"]), str(f["reduction"])]
             for f in rec["feature_info"]]
@@ -185,7 +212,7 @@ def _print_show(rec: dict[str, Any]) -> None:
     cx = rec["complexity"]
     out += ["", f"  params       {cx['params']:,} (1000 classes); {cx['params_no_head']:,} without head",
             f"  flops        {cx['gflops']:.3f} GFLOPs ({cx['mflops']:,.1f} M multiply-adds) at "
-            f"{cx['resolution']}x{cx['resolution']}",
+            f"{cx['resolution']}x{cx['resolution']}" + (f", output stride {rec['output_stride']}" if dilated else ""),
             f"  activations  {cx['acts_m']:.2f} M at {cx['resolution']}x{cx['resolution']}",
             f"  frameworks   {', '.join(rec['frameworks']) or '-'}"]
     if rec["weights"]:
@@ -290,7 +317,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     random = args.weights in (None, RANDOM)
     pretrained: Any = False if random else args.weights
     model = api.create(args.name, framework=fw.name, features_only=True, out_indices=(0, 1, 2, 3, 4),
-                       pretrained=pretrained)
+                       pretrained=pretrained, output_stride=args.output_stride)
     cfg = data_config(args.name)
     if args.size:
         cfg["input_size"] = args.size
@@ -448,6 +475,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if features:
         kwargs.update(features_only=True, out_indices=features)
+    if args.output_stride != 32:
+        kwargs["output_stride"] = args.output_stride
     if args.opset is not None:
         kwargs["opset"] = args.opset
     report = export(args.name, args.out, args.format, pretrained=pretrained, num_classes=args.num_classes,
@@ -488,6 +517,8 @@ def add_export_parser(sub) -> None:
     p.add_argument("--weights", "-w", help="checkpoint file or model directory (default: NAME.TAG's weights, else "
                    "random)")
     p.add_argument("--features", metavar="OUT_INDICES", help="export a features_only backbone, e.g. '1,2,3,4'")
+    p.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
+                   help="8 or 16: dilate the later stages instead of striding them (default 32)")
     p.add_argument("--num-classes", type=int, help="classifier size (0 = pooled features; default: the weights')")
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch", type=int, help="fixed batch size")
@@ -529,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="variant, alias, hub id or name.tag; or a YAML file of your own variants (FILE::NAME "
                                 "for one of several)")
     p.add_argument("--resolution", type=int, default=GFLOPS_RESOLUTION, help="input size for FLOPs (default 224)")
+    p.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
+                   help="8 or 16: dilate the later stages instead of striding them (default 32)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
@@ -555,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"random weights")
     p.add_argument("--pretrained", dest="weights", help=argparse.SUPPRESS)  # the former name of --weights
     p.add_argument("--size", type=int, help="input size (default: the weights' input size, else 224)")
+    p.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
+                   help="8 or 16: dilate the later stages instead of striding them (default 32)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_features, spellings=FEATURES_SPELLINGS)
 

@@ -15,6 +15,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .adhoc import OVERRIDES, TIMM_OVERRIDE_NAMES
 from .errors import RegNetZooError, describe
 from .freezing import refuse_frozen_random_bn
 
@@ -48,10 +49,11 @@ SHARED_NAMES = tuple(f.name for f in dataclasses.fields(SharedOptions))
 
 
 def _unknown(names: list[str], accepted: list[str], framework: str) -> TypeError:
-    hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, accepted, n=1))
+    overrides = [*OVERRIDES, *TIMM_OVERRIDE_NAMES]
+    hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, accepted + overrides, n=1))
              else repr(k) for k in names]
     return TypeError(f"unknown option{'s' if len(names) > 1 else ''} for framework {framework!r}: {', '.join(hints)}; "
-                     f"accepted: {', '.join(accepted)}")
+                     f"accepted: {', '.join(accepted)}; architecture overrides: {', '.join(overrides)}")
 
 
 def _check_shared(o: SharedOptions, num_stages: int) -> None:
@@ -68,7 +70,10 @@ def _check_shared(o: SharedOptions, num_stages: int) -> None:
           f"frozen_stages must be an int in -1..{num_stages} (-1 none, 0 stem, k = stem + s1..sk), got {describe(fs)}")
     for name in ("norm_eval", "force", "abstract"):
         check(isinstance(getattr(o, name), bool), f"{name} must be True or False, got {describe(getattr(o, name))}")
-    check(o.norm in NORMS, f"norm must be one of {', '.join(map(repr, NORMS))}, got {describe(o.norm)}")
+    check(o.norm in NORMS, f"norm must be one of {', '.join(map(repr, NORMS))} (BatchNorm's mode), got "
+                           f"{describe(o.norm)}" + (f"; to change the architecture's norm layer use "
+                                                    f"norm_layer={o.norm!r} (timm's name)"
+                                                    if o.norm in ("batchnorm", "groupnorm") else ""))
     check(o.data_format is None or o.data_format in DATA_FORMATS,
           f"data_format must be None (native) or one of {', '.join(map(repr, DATA_FORMATS))}, "
           f"got {describe(o.data_format)}")

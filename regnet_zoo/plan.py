@@ -100,6 +100,7 @@ class ArchPlan:
     act: str = "relu"  # "relu" | "silu" | "gelu" (exact erf form)
     norm: str = "batchnorm"  # "batchnorm" | "groupnorm"
     norm_group_size: int = 0  # channels per GroupNorm group
+    norm_num_groups: int = 0  # or a fixed number of groups (timm's GroupNorm(num_groups=...))
     preact: bool = False
     linear_out: bool = False
     final_width: int = 0  # channels of the 1x1 conv after s4 (0: none)
@@ -144,7 +145,7 @@ class ArchPlan:
 
     def norm_groups(self, channels: int) -> int:
         """Groups of the GroupNorm over ``channels`` (``norm == "groupnorm"`` only)."""
-        return channels // self.norm_group_size
+        return self.norm_num_groups or channels // self.norm_group_size
 
     @property
     def depth(self) -> int:
@@ -240,5 +241,6 @@ def build_plan(variant: Variant) -> ArchPlan:
         prev = width
     return ArchPlan(variant.name, variant.block, variant.stem_width, variant.se_ratio, tuple(stages),
                     act=variant.act, norm=variant.norm, norm_group_size=variant.norm_group_size,
+                    norm_num_groups=variant.norm_groups,
                     preact=variant.preact, linear_out=variant.linear_out, final_width=variant.num_features,
                     downsample=variant.downsample)

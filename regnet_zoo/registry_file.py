@@ -16,7 +16,9 @@ Schema (``schema: 2``; a ``schema: 1`` file is read the same way but may not use
         se_ratio: float                   (y only, 0 < r < 1, default 0.25)
         act: relu | silu | gelu           (2; default relu)
         norm: batchnorm | groupnorm       (2; default batchnorm)
-        norm_group_size: int              (2; groupnorm only: channels per group, must divide every norm width)
+        norm_group_size: int              (2; groupnorm: channels per group, must divide every norm width)
+        norm_groups: int                  (2; groupnorm: a fixed number of groups instead (timm's GroupNorm
+                                           default is 32); must divide every norm width; give one of the two)
         bottle_ratio: float               (2; bottleneck width / stage width, default 1)
         downsample: conv1x1 | avg | none  (2; shortcut of shape-changing blocks, default conv1x1)
         preact: bool                      (2; pre-activation blocks, RegNetV)
@@ -210,7 +212,7 @@ def _weight_tag(p: _Problems, tag: str, knode, vnode, variant: str) -> WeightTag
     return WeightTag(tag=tag, location=p.loc(knode), **{k: x for k, x in v.items() if x is not None})
 
 
-_SCHEMA2_FIELDS = ("act", "norm", "norm_group_size", "bottle_ratio", "downsample", "preact", "linear_out",
+_SCHEMA2_FIELDS = ("act", "norm", "norm_group_size", "norm_groups", "bottle_ratio", "downsample", "preact", "linear_out",
                    "num_features", "strides")
 _VARIANT_FIELDS = ("description", "block", "stem_width", "widths", "depths", "group_width", "se_ratio", "generator",
                    "aliases", "weights") + _SCHEMA2_FIELDS
@@ -259,7 +261,7 @@ def _design_fields(p: _Problems, name: str, f: dict, schema: int) -> dict[str, A
             v[key] = _str(p, n, what, ACTIVATIONS)
         elif key == "norm":
             v[key] = _str(p, n, what, NORMS)
-        elif key in ("norm_group_size", "num_features"):
+        elif key in ("norm_group_size", "norm_groups", "num_features"):
             v[key] = _int(p, n, what, 1)
         elif key == "bottle_ratio":
             v[key] = _number(p, n, what)
@@ -275,10 +277,15 @@ def _design_fields(p: _Problems, name: str, f: dict, schema: int) -> dict[str, A
     if v.get("preact") and v.get("linear_out"):
         p.add(f["linear_out"][0], f"{name}.linear_out: pre-activation blocks (preact: true) have no activation after "
                                   f"the residual add to drop; remove one of the two")
-    if v.get("norm") == "groupnorm" and "norm_group_size" not in f:
-        p.add(f["norm"][1], f"{name}.norm: groupnorm needs norm_group_size (channels per group, e.g. 16)")
-    elif "norm_group_size" in f and v.get("norm") != "groupnorm":
-        p.add(f["norm_group_size"][0], f"{name}.norm_group_size is for norm: groupnorm only")
+    sizing = [k for k in ("norm_group_size", "norm_groups") if k in f]
+    if v.get("norm") == "groupnorm" and not sizing:
+        p.add(f["norm"][1], f"{name}.norm: groupnorm needs norm_group_size (channels per group, e.g. 16) or "
+                            f"norm_groups (number of groups, e.g. 32)")
+    elif sizing and v.get("norm") != "groupnorm":
+        p.add(f[sizing[0]][0], f"{name}.{sizing[0]} is for norm: groupnorm only")
+    elif len(sizing) == 2:
+        p.add(f["norm_groups"][0], f"{name}: give norm_group_size (channels per group) or norm_groups (number of "
+                                   f"groups), not both")
     return {k: x for k, x in v.items() if x is not None}
 
 
@@ -351,15 +358,16 @@ def _variant(p: _Problems, name: str, knode, vnode, schema: int = SCHEMA_VERSION
                                       f"({wb} / {g_eff} = {wb / g_eff:.3g} groups); every {what_w} width must be a "
                                       f"multiple of its group width")
             bad = True
-    gs = design.get("norm_group_size")
-    if gs:
-        norm_widths = {v["stem_width"], design.get("num_features") or v["stem_width"], *v["widths"],
-                       *(bottleneck_width(w, ratio) for w in v["widths"])}
-        odd = sorted(w for w in norm_widths if w % gs)
-        if odd:
-            p.add(f["norm_group_size"][1], f"{name}.norm_group_size {gs} does not divide the normalised widths "
-                                           f"{odd}; choose a divisor of every width")
-            bad = True
+    for key in ("norm_group_size", "norm_groups"):
+        gs = design.get(key)
+        if gs:
+            norm_widths = {v["stem_width"], design.get("num_features") or v["stem_width"], *v["widths"],
+                           *(bottleneck_width(w, ratio) for w in v["widths"])}
+            odd = sorted(w for w in norm_widths if w % gs)
+            if odd:
+                p.add(f[key][1], f"{name}.{key} {gs} does not divide the normalised widths {odd}; choose a divisor "
+                                 f"of every width")
+                bad = True
     gen = v.get("generator")
     if gen is not None and len(set(group_widths)) == 1:
         want = generate(gen.w0, gen.wa, gen.wm, gen.depth, group_widths[0], gen.rounding)

@@ -76,7 +76,8 @@ class Variant:
     se_ratio: float
     act: str = "relu"
     norm: str = "batchnorm"
-    norm_group_size: int = 0  # channels per GroupNorm group (groupnorm only)
+    norm_group_size: int = 0  # channels per GroupNorm group (groupnorm; or norm_groups)
+    norm_groups: int = 0  # a fixed number of GroupNorm groups (groupnorm; or norm_group_size)
     bottle_ratio: float = 1.0  # bottleneck width / stage width
     downsample: str = "conv1x1"  # shortcut of shape-changing blocks (SHORTCUTS)
     preact: bool = False  # pre-activation blocks (RegNetV)

@@ -99,13 +99,24 @@ def test_a_registry_file_entry_is_the_registry_variant():
     assert rz.get_variant(f"{path}::regnetx_002") is rz.get_variant("regnetx_002")
 
 
-@pytest.mark.parametrize("ours, timms", [
-    (dict(act_layer="silu", se_ratio=0.0), dict(act_layer="silu", se_ratio=0.0)),  # timm's own spelling
-    (dict(act="gelu", se_ratio=0.5), dict(act_layer="gelu", se_ratio=0.5)),
-    (dict(linear_out=True, num_features=512), dict(linear_out=True, num_features=512)),
-    (dict(downsample="avg", preact=True), dict(downsample="avg", preact=True)),
+def _timm_group_norm(group_size):
+    from functools import partial
+
+    from timm.layers import GroupNorm
+
+    return partial(GroupNorm, group_size=group_size)
+
+
+@pytest.mark.parametrize("name, ours, timms", [
+    ("regnety_002", dict(act_layer="silu", se_ratio=0.0), dict(act_layer="silu", se_ratio=0.0)),  # timm's spelling
+    ("regnety_002", dict(act="gelu", se_ratio=0.5), dict(act_layer="gelu", se_ratio=0.5)),
+    ("regnety_002", dict(linear_out=True, num_features=512), dict(linear_out=True, num_features=512)),
+    ("regnety_002", dict(downsample="avg", preact=True), dict(downsample="avg", preact=True)),
+    ("regnety_002", dict(norm_layer="groupnorm", norm_group_size=8), dict(norm_layer=(_timm_group_norm, 8))),
+    ("regnety_040", dict(norm_layer="groupnorm"), dict(norm_layer="groupnorm")),  # timm's default: 32 groups
+    ("regnety_040_sgn", dict(norm_layer="batchnorm"), dict(norm_layer="batchnorm")),
 ])
-def test_create_time_overrides_equal_timms(ours, timms):
+def test_create_time_overrides_equal_timms(name, ours, timms):
     """issue 13: timm's ``create_model(name, act_layer=..., se_ratio=...)`` overrides, same network as timm's."""
     from testdeps import require
 
@@ -115,14 +126,15 @@ def test_create_time_overrides_equal_timms(ours, timms):
 
     from harness import randomize
 
-    theirs = randomize(timm.create_model("regnety_002", **timms))
-    model = rz.create("regnety_002", "torch", **ours).eval()
+    timms = {k: v[0](*v[1:]) if isinstance(v, tuple) else v for k, v in timms.items()}
+    theirs = randomize(timm.create_model(name, **timms))
+    model = rz.create(name, "torch", **ours).eval()
     model.load_state_dict(theirs.state_dict())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), theirs(x))
-    assert model.variant_name == "regnety_002"
-    assert model.pretrained_cfg["tag"] == rz.get_variant("regnety_002").default_tag  # the weight tags are kept
+    assert model.variant_name == name
+    assert model.pretrained_cfg.get("tag") == rz.get_variant(name).default_tag  # the weight tags are kept
 
 
 def test_bad_overrides_get_the_loaders_errors():
@@ -131,3 +143,9 @@ def test_bad_overrides_get_the_loaders_errors():
     assert e.value.problems == ["<regnety_002 overrides>: regnety_002.act must be one of relu, silu, gelu, got 'swish'"]
     with pytest.raises(RegistryError, match="regnety_002.preact must be true or false, got a string"):
         rz.build_request("regnety_002", "torch", preact="yes")
+    with pytest.raises(RegistryError, match=r"regnety_002.norm_groups 32 does not divide the normalised widths \[24, "):
+        rz.build_request("regnety_002", "torch", norm_layer="groupnorm")  # timm's default 32 groups: 24 channels
+    with pytest.raises(ValueError, match="use norm_layer='groupnorm'"):
+        rz.build_request("regnety_002", "torch", norm="groupnorm")  # norm= is BatchNorm's mode
+    with pytest.raises(TypeError, match=r"'act_layr' \(did you mean 'act_layer'\?\).*architecture overrides: act, "):
+        rz.build_request("regnety_002", "torch", act_layr="silu")

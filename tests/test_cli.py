@@ -24,9 +24,13 @@ def test_list_table_and_json(capsys):
     code, out, _ = run(capsys, "list")
     lines = out.splitlines()
     assert code == 0 and len(lines) == 38
-    assert lines[0].split() == ["NAME", "BLOCK", "PARAMS", "GFLOPS@224", "WIDTHS", "DEPTHS", "TAGS", "FRAMEWORKS"]
-    assert lines[3].split() == ["regnetx_002", "X", "2.7M", "0.20", "24,56,152,368", "1,1,4,7", "pycls_in1k", "+1",
-                                "torch,tf,flax"]
+    assert lines[0].split() == ["NAME", "BLOCK", "NORM", "PARAMS", "GFLOPS@224", "WIDTHS", "DEPTHS", "TAGS",
+                                "FRAMEWORKS"]
+    assert lines[3].split() == ["regnetx_002", "X", "bn", "2.7M", "0.20", "24,56,152,368", "1,1,4,7", "pycls_in1k",
+                                "+1", "torch,tf,flax"]
+    kinds = {line.split()[0]: line.split()[1:3] for line in lines[1:]}  # issue 13: block kind and norm
+    assert kinds["regnetv_040"] == ["V", "bn"] and kinds["regnetz_040_h"] == ["Z", "bn"]
+    assert kinds["regnety_040_sgn"] == ["Y", "gn/16ch"] and kinds["regnety_040"] == ["Y", "bn"]
     code, out, _ = run(capsys, "list", "regnety_04?", "--json")
     (rec,) = json.loads(out)
     assert rec["params"] == 20646656 and rec["tags"] == ["ra3_in1k", "pycls_in1k", "hf_in1k"]
@@ -56,6 +60,21 @@ def test_show_regnety_10b(capsys):
     assert rec["name"] == "regnety_040" and rec["complexity"]["resolution"] == 288
     assert rec["complexity"]["mflops"] * 1e6 == rz.plan("regnety_040").flops(288)
     assert [f["channels"] for f in rec["feature_info"]] == [32, 128, 192, 512, 1088]
+
+
+def test_show_and_features_at_output_stride_16(capsys):
+    """issue 13: --output-stride shows the dilated plan, and features builds it."""
+    code, out, _ = run(capsys, "show", "regnetz_005", "--output-stride", "16")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("regnetz_005: ")
+    assert "STAGE  IN   OUT  BOTTLENECK  DEPTH  STRIDE  DILATION" in out
+    assert "s4     104  256  1024        7      1       2 " in out
+    assert "4      s4      P5     256       16" in out and ", output stride 16" in out
+    assert rz.plan("regnetz_005", 16).flops(224) / 1e9 == pytest.approx(float(out.split("flops")[1].split()[0]),
+                                                                          abs=5e-4)
+    code, out, _ = run(capsys, "features", "regnetx_002", "--output-stride", "8", "--size", "64", "--json")
+    rec = json.loads(out)
+    assert [(f["reduction"], f["shape"][2]) for f in rec["features"]] == [(2, 32), (4, 16), (8, 8), (8, 8), (8, 8)]
 
 
 def test_errors_go_to_stderr_without_traceback(capsys):

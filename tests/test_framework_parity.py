@@ -112,6 +112,44 @@ def test_in_chans_with_pretrained_matches_timm(framework, in_chans, tmp_path, mo
     assert rel_err(o.run(model, x), ref_logits) <= (0.0 if framework == "torch" else LOGITS_RTOL)
 
 
+def _timm_norm(**kwargs):
+    from functools import partial
+
+    from timm.layers import GroupNorm
+
+    return partial(GroupNorm, **kwargs)
+
+
+@pytest.mark.parametrize("ours, timms", [
+    (dict(norm_layer="groupnorm", norm_groups=8, act_layer="gelu"),
+     dict(norm_layer=(_timm_norm, {"num_groups": 8}), act_layer="gelu")),
+    (dict(norm_layer="groupnorm", norm_group_size=4, downsample="avg", bottle_ratio=2.0),
+     dict(norm_layer=(_timm_norm, {"group_size": 4}), downsample="avg", bottle_ratio=2.0)),
+], ids=["gn_groups_gelu", "gn_size_avg_bottle2"])
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_create_time_overrides_match_timm(framework, ours, timms):
+    """issue 13: ``create(name, **overrides)`` equals timm's ``create_model(name, **the same RegNetCfg fields)`` in
+    every framework (GroupNorm by group count or group size, GELU, avg shortcuts, bottleneck ratio 2)."""
+    require(*FRAMEWORK_MODULES[framework])
+    require("torch", "timm")
+    import timm
+    import torch
+
+    from harness import randomize
+
+    torch.manual_seed(0)
+    timms = {k: v[0](**v[1]) if isinstance(v, tuple) else v for k, v in timms.items()}
+    ref = randomize(timm.create_model("regnety_002", **timms)).eval()
+    state = {k: v.numpy() for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    x = random_input()
+    with torch.no_grad():
+        ref_logits = ref(torch.from_numpy(x)).numpy()
+    o = ops(framework)
+    model = o.create("regnety_002", **ours)
+    o.load(model, state)
+    assert rel_err(o.run(model, x), ref_logits) <= (0.0 if framework == "torch" else LOGITS_RTOL)
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_headless_and_subset_of_features(framework):
     require(*FRAMEWORK_MODULES[framework])

@@ -196,7 +196,22 @@ def test_schema_2_field_errors():
     assert both == ["t.yaml:10:5: tiny_x.linear_out: pre-activation blocks (preact: true) have no activation after the "
                     "residual add to drop; remove one of the two"]
     gn = problems(SCHEMA2.replace("    group_width: 8\n", "    group_width: 8\n    norm: groupnorm\n"))
-    assert gn == ["t.yaml:9:11: tiny_x.norm: groupnorm needs norm_group_size (channels per group, e.g. 16)"]
+    assert gn == ["t.yaml:9:11: tiny_x.norm: groupnorm needs norm_group_size (channels per group, e.g. 16) or "
+                  "norm_groups (number of groups, e.g. 32)"]
+    both_sizes = problems(SCHEMA2.replace("    group_width: 8\n", "    group_width: 8\n    norm: groupnorm\n"
+                                          "    norm_group_size: 8\n    norm_groups: 4\n"))
+    assert both_sizes == ["t.yaml:11:5: tiny_x: give norm_group_size (channels per group) or norm_groups (number of "
+                          "groups), not both"]
+    bn_groups = problems(SCHEMA2.replace("    group_width: 8\n", "    group_width: 8\n    norm_groups: 4\n"))
+    assert bn_groups == ["t.yaml:9:5: tiny_x.norm_groups is for norm: groupnorm only"]
+    groups = SCHEMA2.replace("    group_width: 8\n", "    group_width: 8\n    norm: groupnorm\n    norm_groups: 8\n")
+    (v,) = load_text(groups, "t.yaml")
+    from regnet_zoo.plan import build_plan
+
+    assert build_plan(v).norm_groups(24) == build_plan(v).norm_groups(368) == 8  # a fixed count, any width
+    assert problems(groups.replace("norm_groups: 8", "norm_groups: 16")) == [
+        "t.yaml:10:18: tiny_x.norm_groups 16 does not divide the normalised widths [24, 56, 152]; choose a "
+        "divisor of every width"]
     odd = problems(SCHEMA2.replace("    group_width: 8\n",
                                    "    group_width: 8\n    norm: groupnorm\n    norm_group_size: 48\n"))
     assert odd == ["t.yaml:10:22: tiny_x.norm_group_size 48 does not divide the normalised widths [24, 32, 56, 152, "

@@ -26,8 +26,11 @@ from .outputs import RegNetOutput, classification_loss
 
 
 def norm_layer_of(plan: ArchPlan):
-    """timm's norm layer for the plan: ``nn.BatchNorm2d``, or ``GroupNormAct`` of ``plan.norm_group_size``."""
-    return nn.BatchNorm2d if plan.norm == "batchnorm" else partial(GroupNormAct, group_size=plan.norm_group_size)
+    """timm's norm layer for the plan: ``nn.BatchNorm2d``, or ``GroupNormAct`` of ``plan.norm_group_size`` channels
+    per group or ``plan.norm_num_groups`` groups."""
+    if plan.norm == "batchnorm":
+        return nn.BatchNorm2d
+    return partial(GroupNormAct, num_groups=plan.norm_num_groups or 32, group_size=plan.norm_group_size or None)
 
 
 def build_block(plan: ArchPlan, plan_block, drop_path_rate: float = 0.0, device=None, dtype=None,
