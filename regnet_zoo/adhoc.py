@@ -121,6 +121,8 @@ def entry_fields(variant: Variant) -> dict[str, Any]:
                               "preact": v.preact, "linear_out": v.linear_out, "strides": list(v.strides)}
     if v.block == "y":
         fields["se_ratio"] = v.se_ratio
+        if v.se_act:
+            fields["se_act"] = v.se_act
     fields.update({k: getattr(v, k) for k in ("norm_group_size", "norm_groups") if getattr(v, k)})
     if v.num_features:
         fields["num_features"] = v.num_features

@@ -17,8 +17,10 @@ from .plan import ArchPlan, build_plan, check_output_stride
 from .plugins import get_host
 from .registry import Resolved, close_matches
 from .variant import Variant, WeightTag
+from .weights.match import input_channels
 
 DEFAULT_NUM_CLASSES = 1000
+DEFAULT_IN_CHANS = 3
 
 
 def list_variants(pattern: str = "*", *, pretrained: bool = False, framework: str | None = None) -> list[str]:
@@ -183,7 +185,7 @@ def _request(
     num_classes: int | None = None,
     features_only: bool = False,
     out_indices: Iterable[int] = (1, 2, 3, 4),
-    in_chans: int = 3,
+    in_chans: int | None = None,
     output_stride: int = 32,
     **framework_kwargs: Any,
 ) -> tuple[Any, BuildRequest]:
@@ -192,6 +194,8 @@ def _request(
     ``pretrained``: ``True`` (the tag in the name, else the variant's default tag), a tag, a checkpoint path, or a
     ``WeightSource`` (canonical weights in memory).
     ``num_classes``: classifier size (0 = pooled features); defaults to the weights' head, else 1000.
+    ``in_chans``: input channels; defaults to the weights' stem, else 3 (other counts adapt a 3-channel stem as timm
+    does: ``loading.adapt_input_conv``).
     ``features_only``: return a backbone giving the maps at ``out_indices`` (0 = stem, 1..4 = s1..s4).
     ``output_stride``: 32, 16 or 8; stages past that reduction are dilated instead of strided (timm's rule, in the
     plan the builder gets: ``BlockPlan.dilation``, ``StagePlan.stride``).
@@ -219,7 +223,8 @@ def _request(
     if not isinstance(features_only, bool):
         raise TypeError(f"features_only must be a bool, got {describe(features_only)}")
     indices = normalize_out_indices(out_indices)
-    _check_int(in_chans, "in_chans", 1)
+    if in_chans is not None:
+        _check_int(in_chans, "in_chans", 1)
     plan_ = _plan_of(res.variant, check_output_stride(output_stride))
     _check_design_features(fw, plan_)
     if features_only:  # timm's features_only: nothing after the deepest requested map is built
@@ -227,6 +232,8 @@ def _request(
     shared, extras = parse_options(fw, framework_kwargs, num_stages=len(plan_.stages),
                                    pretrained=pretrained is not None and pretrained is not False)
     weight, source = _select_weights(res, pretrained)
+    if in_chans is None:  # a checkpoint's own input channels (a 1-channel fine-tune), else RGB
+        in_chans = input_channels(source.state) if source is not None else DEFAULT_IN_CHANS
     if num_classes is None:
         num_classes = source.num_classes if source is not None else (
             weight.num_classes if weight is not None else DEFAULT_NUM_CLASSES)

@@ -34,7 +34,7 @@ from .variant import Variant
 
 MIN_INPUT_SIZE = 2**NUM_FEATURE_INDICES
 OUTPUT_STRIDES = (8, 16, 32)
-DESIGN_FEATURES = ("act:silu", "act:gelu", "groupnorm", "preact", "linear_out", "final_conv", "shortcut:avg",
+DESIGN_FEATURES = ("act:silu", "act:gelu", "se_act", "groupnorm", "preact", "linear_out", "final_conv", "shortcut:avg",
                    "shortcut:none", "bottle_ratio", "stage_stride_1")
 
 
@@ -98,6 +98,7 @@ class ArchPlan:
     stages: tuple[StagePlan, ...]
     output_stride: int = 32  # total reduction of the last map (stages past it are dilated)
     act: str = "relu"  # "relu" | "silu" | "gelu" (exact erf form)
+    se_act: str = ""  # inside squeeze-excitation ("" = act, timm's rule; transformers' Y blocks keep "relu")
     norm: str = "batchnorm"  # "batchnorm" | "groupnorm"
     norm_group_size: int = 0  # channels per GroupNorm group
     norm_num_groups: int = 0  # or a fixed number of groups (timm's GroupNorm(num_groups=...))
@@ -122,12 +123,19 @@ class ArchPlan:
         """An activation alone follows s4 (timm: no final conv, and ``preact`` or ``linear_out``)."""
         return not self.trunk_only and not self.final_width and (self.preact or self.linear_out)
 
+    @property
+    def se_activation(self) -> str:
+        """The activation between the squeeze-excitation's two 1x1 convs."""
+        return self.se_act or self.act
+
     def design_features(self) -> frozenset[str]:
         """What this plan needs beyond the RegNet X / Y corner (ReLU, BatchNorm, post-activation, 1x1-conv
         shortcuts, bottleneck ratio 1, stride-2 stages), by the names frameworks declare in
         ``Framework.design_features`` (see ``DESIGN_FEATURES``)."""
         blocks = [b for s in self.stages for b in s.blocks]
         found = {f"act:{self.act}"} if self.act != "relu" else set()
+        if any(b.se_width for b in blocks) and self.se_activation != self.act:
+            found |= {"se_act"} | ({f"act:{self.se_activation}"} if self.se_activation != "relu" else set())
         found |= {"groupnorm"} if self.norm == "groupnorm" else set()
         found |= {"preact"} if self.preact else set()
         found |= {"linear_out"} if self.linear_out else set()
@@ -240,7 +248,8 @@ def build_plan(variant: Variant) -> ArchPlan:
                                 bottleneck, tuple(blocks)))
         prev = width
     return ArchPlan(variant.name, variant.block, variant.stem_width, variant.se_ratio, tuple(stages),
-                    act=variant.act, norm=variant.norm, norm_group_size=variant.norm_group_size,
+                    act=variant.act, se_act=variant.se_act if variant.se_act != variant.act else "",
+                    norm=variant.norm, norm_group_size=variant.norm_group_size,
                     norm_num_groups=variant.norm_groups,
                     preact=variant.preact, linear_out=variant.linear_out, final_width=variant.num_features,
                     downsample=variant.downsample)

@@ -15,6 +15,7 @@ Schema (``schema: 2``; a ``schema: 1`` file is read the same way but may not use
         group_width: int | [int x 4]      (required; clipped to the bottleneck width; must divide it)
         se_ratio: float                   (y only, 0 < r < 1, default 0.25)
         act: relu | silu | gelu           (2; default relu)
+        se_act: relu | silu | gelu        (2; y only: the activation inside squeeze-excitation, default act)
         norm: batchnorm | groupnorm       (2; default batchnorm)
         norm_group_size: int              (2; groupnorm: channels per group, must divide every norm width)
         norm_groups: int                  (2; groupnorm: a fixed number of groups instead (timm's GroupNorm
@@ -212,7 +213,7 @@ def _weight_tag(p: _Problems, tag: str, knode, vnode, variant: str) -> WeightTag
     return WeightTag(tag=tag, location=p.loc(knode), **{k: x for k, x in v.items() if x is not None})
 
 
-_SCHEMA2_FIELDS = ("act", "norm", "norm_group_size", "norm_groups", "bottle_ratio", "downsample", "preact", "linear_out",
+_SCHEMA2_FIELDS = ("act", "se_act", "norm", "norm_group_size", "norm_groups", "bottle_ratio", "downsample", "preact", "linear_out",
                    "num_features", "strides")
 _VARIANT_FIELDS = ("description", "block", "stem_width", "widths", "depths", "group_width", "se_ratio", "generator",
                    "aliases", "weights") + _SCHEMA2_FIELDS
@@ -246,7 +247,7 @@ def _bool(p, node, what):
     return None if v is None else v.lower() in ("true", "yes", "on", "y")
 
 
-def _design_fields(p: _Problems, name: str, f: dict, schema: int) -> dict[str, Any]:
+def _design_fields(p: _Problems, name: str, f: dict, schema: int, block: str | None) -> dict[str, Any]:
     """The schema-2 fields of variant ``name`` (timm's ``RegNetCfg`` design space), validated one by one."""
     v: dict[str, Any] = {}
     for key in _SCHEMA2_FIELDS:
@@ -257,7 +258,7 @@ def _design_fields(p: _Problems, name: str, f: dict, schema: int) -> dict[str, A
         if schema < 2:
             p.add(knode, f"{what} needs 'schema: 2' at the top of the file (this file says schema {schema})")
             continue
-        if key == "act":
+        if key in ("act", "se_act"):
             v[key] = _str(p, n, what, ACTIVATIONS)
         elif key == "norm":
             v[key] = _str(p, n, what, NORMS)
@@ -274,6 +275,8 @@ def _design_fields(p: _Problems, name: str, f: dict, schema: int) -> dict[str, A
             v[key] = _bool(p, n, what)
         elif key == "strides":
             v[key] = _list(p, n, what, lambda pp, nn, w: _str_int_choice(pp, nn, w, (1, 2)), NUM_STAGES)
+    if "se_act" in f and block == "x":
+        p.add(f["se_act"][0], f"{name}.se_act: X blocks have no squeeze-excitation; remove se_act or use block: y")
     if v.get("preact") and v.get("linear_out"):
         p.add(f["linear_out"][0], f"{name}.linear_out: pre-activation blocks (preact: true) have no activation after "
                                   f"the residual add to drop; remove one of the two")
@@ -333,7 +336,7 @@ def _variant(p: _Problems, name: str, knode, vnode, schema: int = SCHEMA_VERSION
         v["aliases"] = _list(p, get("aliases"), f"{name}.aliases", _str)
     if "generator" in f:
         v["generator"] = _generator(p, get("generator"), f"{name}.generator")
-    design = _design_fields(p, name, f, schema)
+    design = _design_fields(p, name, f, schema, v.get("block"))
     weights: dict[str, WeightTag] = {}
     if "weights" in f:
         wf = _mapping(p, get("weights"), f"{name}.weights")

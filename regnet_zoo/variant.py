@@ -75,6 +75,7 @@ class Variant:
     group_widths: tuple[int, ...]  # as written, one per stage (before clipping to the bottleneck width)
     se_ratio: float
     act: str = "relu"
+    se_act: str = ""  # activation inside squeeze-excitation ("" = act, as timm; transformers keeps relu there)
     norm: str = "batchnorm"
     norm_group_size: int = 0  # channels per GroupNorm group (groupnorm; or norm_groups)
     norm_groups: int = 0  # a fixed number of GroupNorm groups (groupnorm; or norm_group_size)

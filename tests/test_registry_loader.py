@@ -218,6 +218,22 @@ def test_schema_2_field_errors():
                    "368]; choose a divisor of every width"]
 
 
+def test_se_act_is_for_y_blocks_and_reaches_the_plan():
+    """issue 13: transformers' Y blocks keep ReLU inside squeeze-excitation whatever hidden_act says (``se_act``)."""
+    from regnet_zoo.plan import build_plan
+
+    y = SCHEMA2.replace("block: x", "block: y").replace("    group_width: 8\n",
+                                                        "    group_width: 8\n    act: gelu\n    se_act: relu\n")
+    (v,) = load_text(y, "t.yaml")
+    plan = build_plan(v)
+    assert (plan.act, plan.se_activation) == ("gelu", "relu")
+    assert plan.design_features() == {"act:gelu", "se_act"}
+    (same,) = load_text(y.replace("se_act: relu", "se_act: gelu"), "t.yaml")
+    assert build_plan(same).se_act == "" and build_plan(same).design_features() == {"act:gelu"}
+    assert problems(SCHEMA2.replace("    group_width: 8\n", "    group_width: 8\n    se_act: relu\n")) == [
+        "t.yaml:9:5: tiny_x.se_act: X blocks have no squeeze-excitation; remove se_act or use block: y"]
+
+
 def test_schema_2_fields_need_schema_2():
     lines = problems(GOOD.replace("    group_width: 8\n", "    group_width: 8\n    act: silu\n"))
     assert lines == ["t.yaml:9:5: tiny_x.act needs 'schema: 2' at the top of the file (this file says schema 1)"]

@@ -36,6 +36,12 @@ CONFIGS = {
     # another activation: an X block has no SE, so transformers' hidden_act is the plan's act everywhere
     "x-gelu": dict(embedding_size=16, hidden_sizes=[24, 32, 48, 64], depths=[1, 1, 2, 1], groups_width=8,
                    layer_type="x", hidden_act="gelu", num_labels=3),
+    # Y with another activation: transformers keeps ReLU inside squeeze-excitation (the plan's se_act)
+    "y-silu": dict(embedding_size=16, hidden_sizes=[24, 32, 48, 64], depths=[1, 1, 2, 1], groups_width=8,
+                   layer_type="y", hidden_act="silu", num_labels=3),
+    # a 1-channel (grey-scale) model: num_channels is the model's in_chans, taken from the checkpoint's stem
+    "y-1-channel": dict(num_channels=1, embedding_size=16, hidden_sizes=[24, 32, 48, 64], depths=[1, 1, 2, 1],
+                        groups_width=8, num_labels=3),
 }
 
 
@@ -48,7 +54,7 @@ def _checkpoint(case: str, tmp: str):
     model = randomize(RegNetForImageClassification(RegNetConfig(**CONFIGS[case])), seed=sorted(CONFIGS).index(case))
     directory = f"{tmp}/{case}"
     model.save_pretrained(directory)
-    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(2, CONFIGS[case].get("num_channels", 3), 64, 64)).astype(np.float32)
     with torch.no_grad():
         out = model(torch.from_numpy(x), output_hidden_states=True)
     return directory, x, out.logits.numpy(), out.hidden_states[-1].numpy()
@@ -94,7 +100,8 @@ def test_torch_equals_transformers_exactly(checkpoints, case, tmp_path):
 
 
 @pytest.mark.parametrize("framework", ["tf", "flax"])
-@pytest.mark.parametrize("case", ["hf-test-suite", "stem10-y", "y-gw16", "x-no-first-downsample", "x-gelu"])
+@pytest.mark.parametrize("case", ["hf-test-suite", "stem10-y", "y-gw16", "x-no-first-downsample", "x-gelu", "y-silu",
+                                  "y-1-channel"])
 def test_tf_and_flax_match_transformers(checkpoints, case, framework, tmp_path):
     require(*{"tf": ("tensorflow", "keras"), "flax": ("jax", "flax")}[framework])
     import regnet_zoo as rz
@@ -124,15 +131,14 @@ def test_unsupported_fields_are_named():
 
     tiny = dict(CONFIGS["stem10-y"], model_type="regnet")
     with pytest.raises(WeightsError) as e:
-        hf_config.variant_from_config(dict(tiny, num_channels=1), "my/config.json")
-    assert str(e.value) == ("my/config.json: num_channels=1 is not supported; regnet-zoo builds 3-channel (RGB) "
-                            "RegNets from transformers configs only (num_channels=3)")
+        hf_config.variant_from_config(dict(tiny, num_channels=0), "my/config.json")
+    assert str(e.value) == "my/config.json: num_channels must be an int >= 1 (input channels), got 0"
     with pytest.raises(WeightsError) as e:
-        hf_config.variant_from_config(dict(tiny, hidden_act="gelu"), "my/config.json")
-    assert str(e.value).startswith("my/config.json: hidden_act='gelu' with layer_type='y' is not supported; "
-                                   "transformers keeps ReLU inside the squeeze-excitation of Y blocks")
-    with pytest.raises(WeightsError, match="hidden_act='mish' with layer_type='x' is not supported; regnet-zoo builds "
-                                           "hidden_act 'relu', 'gelu', 'silu', 'swish'"):
         hf_config.variant_from_config(dict(tiny, layer_type="x", hidden_act="mish"), "my/config.json")
-    with pytest.raises(WeightsError, match="hidden_act='silu' with layer_type='y' is not supported"):
-        rzt.RegNetModel(rzt.RegNetConfig(**dict(CONFIGS["stem10-y"], hidden_act="silu")))
+    assert str(e.value) == ("my/config.json: hidden_act='mish' is not supported; regnet-zoo builds hidden_act 'relu', "
+                            "'gelu', 'silu', 'swish'")
+    with pytest.raises(WeightsError, match="hidden_act='tanh' is not supported"):
+        rzt.RegNetModel(rzt.RegNetConfig(**dict(CONFIGS["stem10-y"], hidden_act="tanh")))
+    with pytest.raises(WeightsError, match=r"regnety_040_sgn cannot be expressed as a transformers RegNetConfig: "
+                                           r"silu inside squeeze-excitation; transformers keeps relu there"):
+        hf_config.config_for("regnety_040_sgn", 1000)

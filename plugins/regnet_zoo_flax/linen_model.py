@@ -170,7 +170,7 @@ class Bottleneck(nn.Module):
         norm = dict(frozen=self.frozen, axis_name=self.config.axis_name)
         impl = self.config.conv_impl(b.name, train)
         conv2 = dict(stride=b.stride, groups=b.groups, dilation=b.dilation)
-        se = SqueezeExcite(w, b.se_width, plan.act, name="se") if b.se_width else (lambda h: h)
+        se = SqueezeExcite(w, b.se_width, plan.se_activation, name="se") if b.se_width else (lambda h: h)
         if plan.preact:
             def nrm(h, c, i):
                 return Norm(c, norm_groups=self.config.norm_groups(c), act=plan.act, where=f"{b.name}.norm{i}",

@@ -207,7 +207,7 @@ class Bottleneck(Module):
                              rngs=rngs)
             name = "downsample.1" if block.shortcut == "avg" else "downsample"
             shortcut = functools.partial(cna, block.in_width, block.out_width, 1, name, act=None, rngs=rngs)
-        self.se = SqueezeExcite(w, block.se_width, act=plan.act, rngs=rngs) if block.se_width else None
+        self.se = SqueezeExcite(w, block.se_width, act=plan.se_activation, rngs=rngs) if block.se_width else None
         if block.shortcut == "conv1x1":
             self.downsample = shortcut(stride=block.stride)
         elif block.shortcut == "avg":

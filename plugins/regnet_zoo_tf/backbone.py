@@ -32,7 +32,7 @@ from .layers import GROUPED_CONV_IMPLS, PACKAGE, BatchNorm, DropPath, GroupedCon
 DATA_FORMATS = ("channels_last", "channels_first")
 # ArchPlan's network-wide design-space fields, carried as they are in the config
 DESIGN_FIELDS = ("act", "norm", "norm_group_size", "preact", "linear_out", "final_width", "downsample",
-                 "norm_num_groups")
+                 "norm_num_groups", "se_act")
 
 
 def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise_depths: Sequence[int],
@@ -41,7 +41,7 @@ def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise
                      stackwise_bottleneck_widths: Sequence[int] | None = None,
                      stackwise_strides: Sequence[int] | None = None, act: str = "relu", norm: str = "batchnorm",
                      norm_group_size: int = 0, preact: bool = False, linear_out: bool = False, final_width: int = 0,
-                     downsample: str = "conv1x1", norm_num_groups: int = 0) -> ArchPlan:
+                     downsample: str = "conv1x1", norm_num_groups: int = 0, se_act: str = "") -> ArchPlan:
     """Rebuild the explicit ``ArchPlan`` a backbone config describes (the inverse of ``config_from_plan``);
     ``output_stride`` 16 / 8 dilates the later stages (``ArchPlan.with_output_stride``). The design-space fields
     (bottleneck widths, stage strides, act, norm, preact, linear_out, final_width, downsample) default to RegNet X / Y.
@@ -74,7 +74,7 @@ def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise
     return ArchPlan(name, block, int(stem_width), se_ratio, tuple(stages), act=act, norm=norm,
                     norm_group_size=int(norm_group_size), preact=bool(preact), linear_out=bool(linear_out),
                     final_width=int(final_width), downsample=downsample,
-                    norm_num_groups=int(norm_num_groups)).with_output_stride(output_stride)
+                    norm_num_groups=int(norm_num_groups), se_act=se_act).with_output_stride(output_stride)
 
 
 def _undilated_strides(plan: ArchPlan) -> list[int]:
@@ -160,8 +160,8 @@ class _Builder:
 
     def squeeze_excite(self, x, prefix, width, se_width):
         s = keras.layers.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype, name=f"{prefix}.pool")(x)
-        s = keras.layers.Conv2D(se_width, 1, activation=self.plan.act, kernel_initializer=conv_init(), dtype=self.dtype,
-                                name=f"{prefix}.fc1")(s)  # the network's activation inside, as timm's SEModule
+        s = keras.layers.Conv2D(se_width, 1, activation=self.plan.se_activation, kernel_initializer=conv_init(),
+                                dtype=self.dtype, name=f"{prefix}.fc1")(s)
         s = keras.layers.Conv2D(width, 1, activation="sigmoid", kernel_initializer=conv_init(), dtype=self.dtype,
                                 name=f"{prefix}.fc2")(s)
         return keras.layers.Multiply(dtype=self.dtype, name=f"{prefix}.gate")([x, s])
@@ -243,8 +243,8 @@ class RegNetBackbone(FeaturePyramidBackbone):
         variant, se_ratio: metadata (the registry name and SE ratio the lists came from).
         output_stride: 32, 16 or 8: stages past that reduction are dilated instead of strided (timm's rule).
         stackwise_bottleneck_widths, stackwise_strides: per stage (default: the stage widths, 2).
-        act, norm, norm_group_size, preact, linear_out, final_width, downsample, norm_num_groups: the network-wide
-            design-space fields of ``regnet_zoo.plan.ArchPlan`` (defaults: RegNet X / Y). A ``features_only`` form
+        act, norm, norm_group_size, preact, linear_out, final_width, downsample, norm_num_groups, se_act: the
+            network-wide design-space fields of ``regnet_zoo.plan.ArchPlan`` (defaults: RegNet X / Y). A ``features_only`` form
             (``out_indices``) builds nothing after the last stage, as timm's.
     """
 
@@ -253,11 +253,11 @@ class RegNetBackbone(FeaturePyramidBackbone):
                  norm_eval=False, sync_bn=False, grouped_conv="auto", variant="regnet", se_ratio=0.0, dtype=None,
                  drop_path_rate=0.0, output_stride=32, stackwise_bottleneck_widths=None, stackwise_strides=None,
                  act="relu", norm="batchnorm", norm_group_size=0, preact=False, linear_out=False, final_width=0,
-                 downsample="conv1x1", norm_num_groups=0, **kwargs):
+                 downsample="conv1x1", norm_num_groups=0, se_act="", **kwargs):
         plan = plan_from_config(stem_width, stackwise_widths, stackwise_depths, stackwise_groups,
                                 stackwise_se_widths, variant, se_ratio, output_stride, stackwise_bottleneck_widths,
                                 stackwise_strides, act, norm, norm_group_size, preact, linear_out, final_width,
-                                downsample, norm_num_groups)
+                                downsample, norm_num_groups, se_act)
         if data_format not in DATA_FORMATS:
             raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
         if grouped_conv not in GROUPED_CONV_IMPLS:

@@ -75,6 +75,7 @@ class FrozenRegNet(tf.Module):
         # Weights enter as Const nodes (tf.constant of numpy inside the trace), never as captured tensors.
         st, plan = self._state, self.plan
         groupnorm, post, act = plan.norm == "groupnorm", not plan.preact, _ACTS[plan.act]
+        se_act = _ACTS[plan.se_activation]
 
         def const(a):
             return tf.constant(np.asarray(a, np.float32))
@@ -124,7 +125,7 @@ class FrozenRegNet(tf.Module):
 
         def squeeze_excite(y, p):
             s = tf.reduce_mean(y, axis=(1, 2))  # the 1x1 convs on the pooled vector run as matmuls
-            s = act(tf.matmul(s, const(st[f"{p}.fc1.weight"][:, :, 0, 0].T)) + const(st[f"{p}.fc1.bias"]))
+            s = se_act(tf.matmul(s, const(st[f"{p}.fc1.weight"][:, :, 0, 0].T)) + const(st[f"{p}.fc1.bias"]))
             s = tf.sigmoid(tf.matmul(s, const(st[f"{p}.fc2.weight"][:, :, 0, 0].T)) + const(st[f"{p}.fc2.bias"]))
             return y * s[:, None, None, :]
 

@@ -50,8 +50,10 @@ def build_block(plan: ArchPlan, plan_block, drop_path_rate: float = 0.0, device=
         linear_out=plan.linear_out, act_layer=act, norm_layer=norm_layer_of(plan), drop_path_rate=drop_path_rate,
         device=device, dtype=dtype,
     )
-    if b.se_width and block.se.fc1.out_channels != b.se_width:  # a third-party plan with its own SE rounding
-        block.se = SEModule(b.bottleneck_width, rd_channels=b.se_width, act_layer=act, device=device, dtype=dtype)
+    if b.se_width and (block.se.fc1.out_channels != b.se_width or plan.se_activation != plan.act):
+        # a third-party plan with its own SE rounding, or another activation inside SE (transformers' Y blocks)
+        block.se = SEModule(b.bottleneck_width, rd_channels=b.se_width, act_layer=get_act_layer(plan.se_activation),
+                            device=device, dtype=dtype)
     conv2 = block.conv2 if plan.preact else block.conv2.conv
     shortcut = ("none" if block.downsample is None else "identity" if isinstance(block.downsample, nn.Identity)
                 else "avg" if isinstance(block.downsample, nn.Sequential) else "conv1x1")

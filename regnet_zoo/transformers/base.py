@@ -2,8 +2,9 @@
 ``from_pretrained`` / ``save_pretrained`` over transformers' files.
 
 A config that describes a registry variant builds that variant (every ``facebook/regnet-*`` checkpoint, the default
-``RegNetConfig()`` = regnety_040); any other X / Y, ReLU, 3-channel config builds an unnamed variant made from its
-fields (``weights.hf_config.unnamed_variant``), e.g. the tiny configs of transformers' own test suite.
+``RegNetConfig()`` = regnety_040); any other config builds an unnamed variant made from its fields
+(``weights.hf_config.unnamed_variant``), e.g. the tiny configs of transformers' own test suite; ``num_channels``
+is the model's ``in_chans``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class PretrainedRegNet:
         from ..api import create
 
         return create(variant_for(config), cls.framework, num_classes=config.num_labels if cls.with_head else 0,
-                      **options)
+                      in_chans=config.num_channels, **options)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any,

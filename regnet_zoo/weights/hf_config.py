@@ -5,8 +5,10 @@ A config describes a network by ``embedding_size`` (stem width), ``hidden_sizes`
 ``groups_width`` and ``layer_type`` (``x`` | ``y``; Y adds squeeze-excitation of a quarter of the block input
 width). transformers builds every grouped conv with ``groups = max(1, width // groups_width)``; a width that is not
 a multiple of its group count cannot be built (``facebook/regnet-y-2560-seer``: 5088 channels in 7 groups).
-``downsample_in_first_stage: false`` is a stride-1 first stage (``strides: [1, 2, 2, 2]``); ``hidden_act`` gelu /
-silu / swish is the variant's ``act`` for X blocks (refused for Y: transformers keeps ReLU inside SE).
+``downsample_in_first_stage: false`` is a stride-1 first stage (``strides: [1, 2, 2, 2]``); ``hidden_act`` relu /
+gelu / silu / swish is the variant's ``act`` (transformers keeps ReLU inside the squeeze-excitation of Y blocks:
+``se_act: relu``). ``num_channels`` is not part of the variant: it is the model's ``in_chans``
+(``input_channels``), which ``create`` takes from the checkpoint's stem.
 """
 
 from __future__ import annotations
@@ -20,14 +22,12 @@ from ..variant import Variant
 HF_SE_RATIO = 0.25
 HF_FIELDS = ("embedding_size", "hidden_sizes", "depths", "groups_width", "layer_type")
 UNNAMED = "hf_custom"  # name of the variant of a config that describes no registry variant
-UNSUPPORTED = (  # (field, the only value regnet-zoo builds, what that means)
-    ("num_channels", 3, "3-channel (RGB) RegNets from transformers configs only"),
-)
 # hidden_act -> the plan's act (transformers' ACT2FN: "gelu" is the exact erf form, "swish" is SiLU). transformers
-# keeps ReLU inside its SE blocks whatever hidden_act says, so a Y config is built with ReLU only.
+# keeps ReLU inside its SE blocks whatever hidden_act says: a Y config with another act has se_act relu.
 HF_ACTS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu"}
-# of the plan's design features, what a RegNetConfig can say (a stride-1 first stage; another act for X blocks)
-HF_DESIGN = frozenset({"stage_stride_1", "act:gelu", "act:silu"})
+HF_SE_ACT = "relu"
+# of the plan's design features, what a RegNetConfig can say (a stride-1 first stage; another act, ReLU inside SE)
+HF_DESIGN = frozenset({"stage_stride_1", "act:gelu", "act:silu", "se_act"})
 
 
 def hf_groups(widths, groups_width: int) -> list[int]:
@@ -36,15 +36,6 @@ def hf_groups(widths, groups_width: int) -> list[int]:
 
 def describe(config: dict[str, Any]) -> str:
     return ", ".join(f"{k}={config.get(k)!r}" for k in HF_FIELDS)
-
-
-def _refuse_unsupported(config: dict[str, Any], origin: str) -> None:
-    """A clear error for each field whose value regnet-zoo cannot build (ReLU, 3 channels, stride-2 first stage)."""
-    for key, default, allowed in UNSUPPORTED:
-        value = config.get(key, default)
-        if value != default:
-            raise WeightsError(f"{origin}: {key}={value!r} is not supported; regnet-zoo builds {allowed} "
-                               f"({key}={default!r})")
 
 
 def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> "str | Variant":
@@ -70,15 +61,14 @@ def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> 
         raise WeightsError(f"{origin}: hidden_sizes and depths must have one entry per stage ({describe(config)})")
     if gw < 1:
         raise WeightsError(f"{origin}: groups_width must be >= 1, got {gw}")
-    _refuse_unsupported(config, origin)
+    channels = config.get("num_channels", 3)
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise WeightsError(f"{origin}: num_channels must be an int >= 1 (input channels), got {channels!r}")
     hidden_act = config.get("hidden_act", "relu")
     act = HF_ACTS.get(hidden_act)
-    if act is None or (act != "relu" and block == "y"):
-        why = (f"regnet-zoo builds hidden_act {', '.join(map(repr, HF_ACTS))}" if act is None else
-               "transformers keeps ReLU inside the squeeze-excitation of Y blocks while the rest uses hidden_act, "
-               "which regnet-zoo's one-activation plan does not express; X blocks take any of "
-               + ", ".join(map(repr, HF_ACTS)))
-        raise WeightsError(f"{origin}: hidden_act={hidden_act!r} with layer_type={block!r} is not supported; {why}")
+    if act is None:
+        raise WeightsError(f"{origin}: hidden_act={hidden_act!r} is not supported; regnet-zoo builds hidden_act "
+                           + ", ".join(map(repr, HF_ACTS)))
     groups = hf_groups(widths, gw)
     bad = [f"stage {i + 1}: {w} channels in {g} groups (groups_width {gw})" for i, (w, g) in
            enumerate(zip(widths, groups)) if w % g]
@@ -90,7 +80,7 @@ def variant_from_config(config: dict[str, Any], origin: str = "config.json") -> 
         return (p.block == block and p.stem_width == stem and [s.out_width for s in p.stages] == widths and
                 [s.depth for s in p.stages] == depths and [s.groups for s in p.stages] == groups and
                 [s.stride for s in p.stages] == strides and p.design_features() <= HF_DESIGN and p.act == act and
-                (block == "x" or p.se_ratio == HF_SE_RATIO))
+                (block == "x" or (p.se_ratio == HF_SE_RATIO and p.se_activation == HF_SE_ACT)))
 
     names = list_variants()
     preferred = config.get("regnet_zoo_variant")  # written by save_pretrained; the fields stay authoritative
@@ -119,6 +109,8 @@ def unnamed_variant(stem: int, widths: list[int], depths: list[int], groups: lis
         fields["strides"] = strides
     if act != "relu":
         fields["act"] = act
+        if block == "y":
+            fields["se_act"] = HF_SE_ACT
     try:
         return from_dict(fields, file=origin)
     except RegistryError as e:
@@ -126,9 +118,10 @@ def unnamed_variant(stem: int, widths: list[int], depths: list[int], groups: lis
                            + "\n  ".join(e.problems)) from None
 
 
-def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | None = None) -> dict[str, Any]:
+def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | None = None,
+               in_chans: int = 3) -> dict[str, Any]:
     """A transformers ``RegNetConfig.to_dict()``-style config for ``variant`` (a registry name or an ad-hoc
-    ``Variant``) with a ``num_classes`` head."""
+    ``Variant``) with a ``num_classes`` head and ``in_chans`` input channels."""
     from ..api import get_variant, plan
 
     v, p = get_variant(variant), plan(variant)
@@ -145,8 +138,10 @@ def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | N
                         f"{[s.groups for s in p.stages]}")
     if p.block == "y" and p.se_ratio != HF_SE_RATIO:
         problems.append(f"SE ratio {p.se_ratio}; transformers fixes it at {HF_SE_RATIO}")
-    y_act = {f"act:{p.act}"} if p.act != "relu" and p.block == "y" else set()  # transformers' SE keeps ReLU
-    beyond = sorted(p.design_features() - HF_DESIGN | y_act)
+    if p.block == "y" and p.se_activation != HF_SE_ACT:
+        problems.append(f"{p.se_activation} inside squeeze-excitation; transformers keeps {HF_SE_ACT} there "
+                        f"(se_act: {HF_SE_ACT})")
+    beyond = sorted(p.design_features() - HF_DESIGN)
     if beyond:
         problems.append(f"it needs {', '.join(beyond)}; transformers' RegNet has ReLU, BatchNorm and post-activation "
                         f"bottlenecks of ratio 1 with 1x1-conv shortcuts only")
@@ -158,7 +153,7 @@ def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | N
     config: dict[str, Any] = {
         "architectures": ["RegNetForImageClassification" if num_classes else "RegNetModel"],
         "model_type": "regnet",
-        "num_channels": 3,
+        "num_channels": in_chans,
         "embedding_size": p.stem_width,
         "hidden_sizes": widths,
         "depths": [s.depth for s in p.stages],

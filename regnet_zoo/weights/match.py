@@ -17,7 +17,8 @@ def _backbone_shapes(variant: "str | Variant", in_chans: int) -> tuple[tuple[str
     return tuple(canonical_shapes(plan(variant), 0, in_chans).items())
 
 
-def _in_chans(state: Mapping[str, Any]) -> int:
+def input_channels(state: Mapping[str, Any]) -> int:
+    """Input channels of canonical weights (their stem conv's; 3 without one)."""
     stem = state.get("stem.conv.weight")
     return int(stem.shape[1]) if stem is not None and len(stem.shape) == 4 else 3
 
@@ -42,7 +43,7 @@ def identify(state: Mapping[str, Any]) -> list[str]:
     from ..api import list_variants
 
     body = {k: tuple(v.shape) for k, v in backbone(state).items()}
-    in_chans = _in_chans(state)
+    in_chans = input_channels(state)
     return [n for n in list_variants() if dict(_backbone_shapes(n, in_chans)) == body]
 
 
@@ -53,7 +54,7 @@ def check_variant(state: Mapping[str, Any], variant: "str | Variant", origin: st
 
     classes = head_classes(state)
     p = plan(variant)
-    expected = canonical_shapes(p, classes, _in_chans(state))
+    expected = canonical_shapes(p, classes, input_channels(state))
     if classes and "head.fc.bias" not in state:
         expected.pop("head.fc.bias")
     try:

@@ -79,7 +79,8 @@ def save_pretrained(model: Any, save_directory: str | os.PathLike, *, variant: s
         labels = imagenet_classes()
     if labels is not None and len(labels) != num_classes:
         raise WeightsError(f"labels has {len(labels)} names; the classifier has {num_classes} classes")
-    config = hf_config.config_for(name, num_classes, list(labels) if labels is not None else None)
+    config = hf_config.config_for(name, num_classes, list(labels) if labels is not None else None,
+                                  match.input_channels(state))
     hf_state = with_bn_counters(canonical_to_hf(state, prefix="regnet." if num_classes else ""))
     with atomic_directory(save_directory) as directory:
         safetensors_io.save(hf_state, directory / HF_WEIGHTS, metadata={"format": "pt"})
