@@ -14,6 +14,14 @@ BN_STATS = ("running_mean", "running_var")
 BN_KEYS = BN_PARAMS + BN_STATS
 
 
+STEM_CONV_KEYS = ("stem.conv.weight", "stem.weight")  # a ConvNormAct stem's kernel; a pre-activation bare conv's
+
+
+def stem_conv_key(plan: ArchPlan) -> str:
+    """The canonical key of the stem's 3x3 kernel (the one timm's ``adapt_input_conv`` adapts to ``in_chans``)."""
+    return STEM_CONV_KEYS[1] if plan.preact else STEM_CONV_KEYS[0]
+
+
 def _norm(plan: ArchPlan, prefix: str, width: int) -> dict[str, tuple[int, ...]]:
     """A norm's keys: BN's four, GroupNorm's affine pair."""
     return {f"{prefix}.{n}": (width,) for n in (BN_KEYS if plan.norm == "batchnorm" else BN_PARAMS)}

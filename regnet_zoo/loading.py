@@ -6,9 +6,8 @@ import warnings
 from typing import Any, Mapping
 
 from .frameworks import BuildRequest
-from .keys import canonical_shapes, check_state
+from .keys import canonical_shapes, check_state, stem_conv_key
 
-STEM_CONV = "stem.conv.weight"
 
 
 def adapt_input_conv(weight: Any, in_chans: int) -> Any:
@@ -62,9 +61,10 @@ def state_to_load(request: BuildRequest) -> Mapping[str, Any] | None:
         built = {"stem", *(s.name for s in request.plan.stages)}
         state = {k: v for k, v in state.items() if k.split(".", 1)[0] in built}
     expected = expected_shapes(request)
-    stem = state.get(STEM_CONV)
+    key = stem_conv_key(request.plan)
+    stem = state.get(key)
     if stem is not None and len(stem.shape) == 4 and stem.shape[1] != request.in_chans:  # timm's pretrained in_chans
-        state = {**state, STEM_CONV: adapt_input_conv(stem, request.in_chans)}
+        state = {**state, key: adapt_input_conv(stem, request.in_chans)}
     if "head.fc.weight" in expected and "head.fc.weight" not in state:
         expected = {k: v for k, v in expected.items() if not k.startswith("head.")}
         if source.num_classes == 0:

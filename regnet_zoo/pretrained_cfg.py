@@ -14,7 +14,7 @@ from typing import Any
 from .feature_info import NUM_FEATURE_INDICES
 from .variant import IMAGENET_MEAN, IMAGENET_STD, Variant, WeightTag
 
-FIRST_CONV = "stem.conv"  # canonical (timm) parameter names
+FIRST_CONV = "stem.conv"  # canonical (timm) module names; a pre-activation stem is a bare conv named "stem"
 CLASSIFIER = "head.fc"
 _FEATURES_DROP = ("num_classes", "classifier")
 NET_STRIDE = 2**NUM_FEATURE_INDICES  # stem + four stages, each stride 2
@@ -38,7 +38,7 @@ def pretrained_cfg(variant: Variant, weight: WeightTag | None = None, *, feature
         "std": tuple(weight.std) if weight else IMAGENET_STD,
         "num_classes": weight.num_classes if weight else 1000,
         "pool_size": (size // NET_STRIDE, size // NET_STRIDE),
-        "first_conv": FIRST_CONV,
+        "first_conv": "stem" if variant.preact else FIRST_CONV,
         "classifier": CLASSIFIER,
         "license": weight.license if weight else None,
     }

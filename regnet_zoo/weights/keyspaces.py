@@ -34,7 +34,6 @@ from ..errors import WeightsError, spell
 CANONICAL = "timm"
 BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
 _BN = r"(weight|bias|running_mean|running_var)"
-_CONV_LAYERS = ("conv1", "conv2", "conv3", "downsample")
 
 
 class UnknownKeySpaceError(WeightsError):
@@ -89,10 +88,15 @@ def _block(stage: str, block: str, zero_based: bool = False) -> str:
 
 
 # -- timm (canonical) ------------------------------------------------------------------------------------------
+# timm's names over its whole RegNet design space: a conv is ConvNormAct (``x.conv.weight`` + ``x.bn.*``) or, in
+# pre-activation networks, bare (``x.weight``, norms ``normK`` before it); an avg-pool shortcut is ``downsample.1``
+_TIMM_CONV = rf"(?:weight|conv\.weight|bn\.{_BN})"
 _TIMM_RULES = [
-    (re.compile(rf"stem\.(conv\.weight|bn\.{_BN})"), lambda m: m.group(0)),
-    (re.compile(rf"s[1-4]\.b\d+\.({'|'.join(_CONV_LAYERS)})\.(conv\.weight|bn\.{_BN})"), lambda m: m.group(0)),
+    (re.compile(rf"stem\.{_TIMM_CONV}"), lambda m: m.group(0)),
+    (re.compile(rf"s[1-4]\.b\d+\.(?:conv[123]|downsample(?:\.1)?)\.{_TIMM_CONV}"), lambda m: m.group(0)),
+    (re.compile(rf"s[1-4]\.b\d+\.norm[123]\.{_BN}"), lambda m: m.group(0)),
     (re.compile(r"s[1-4]\.b\d+\.se\.fc[12]\.(weight|bias)"), lambda m: m.group(0)),
+    (re.compile(rf"final_conv\.(?:conv\.weight|bn\.{_BN})"), lambda m: m.group(0)),
     (re.compile(r"head\.fc\.(weight|bias)"), lambda m: m.group(0)),
 ]
 
@@ -314,8 +318,9 @@ class KeySpace:
 
 
 KEY_SPACES: dict[str, KeySpace] = {
-    "timm": KeySpace("timm", "timm / regnet-zoo canonical names (stem.conv, s1.b1.conv1.conv, head.fc)",
-                     re.compile(r"s[1-4]\.b\d+\.conv1\.conv\.weight"), timm_to_canonical, canonical_to_timm),
+    "timm": KeySpace("timm", "timm / regnet-zoo canonical names (stem.conv, s1.b1.conv1.conv or s1.b1.conv1 + "
+                             "norm1, head.fc)",
+                     re.compile(r"s[1-4]\.b\d+\.conv1\.(?:conv\.)?weight"), timm_to_canonical, canonical_to_timm),
     "hf": KeySpace("hf", "Hugging Face transformers RegNet (regnet.embedder / regnet.encoder.stages, classifier.1)",
                    re.compile(r"(?:regnet\.)?embedder\.embedder\.convolution\.weight"), hf_to_canonical,
                    canonical_to_hf),

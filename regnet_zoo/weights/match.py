@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 from ..errors import WeightsError, spell
-from ..keys import canonical_shapes, check_state
+from ..keys import STEM_CONV_KEYS, canonical_shapes, check_state
 from ..variant import Variant
 
 
@@ -19,7 +19,7 @@ def _backbone_shapes(variant: "str | Variant", in_chans: int) -> tuple[tuple[str
 
 def input_channels(state: Mapping[str, Any]) -> int:
     """Input channels of canonical weights (their stem conv's; 3 without one)."""
-    stem = state.get("stem.conv.weight")
+    stem = next((state[k] for k in STEM_CONV_KEYS if k in state), None)
     return int(stem.shape[1]) if stem is not None and len(stem.shape) == 4 else 3
 
 

@@ -22,8 +22,10 @@ import timm  # noqa: F401,E402  (a test dependency: CI installs it)
 X = image_batch()
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("name", SMALL + ("regnetv_064", "regnetz_005", "regnety_040_sgn"))
 def test_timm_is_canonical(name, tmp_path):
+    """Every layout of timm's design space (pre-activation bare convs and norms, avg-pool shortcuts, final conv,
+    GroupNorm without statistics) reads as timm's key space and names its variant."""
     import torch
 
     model = timm_model(name)
