@@ -120,16 +120,22 @@ def _timm_norm(**kwargs):
     return partial(GroupNorm, **kwargs)
 
 
+# the activations timm and transformers share beyond relu / silu / gelu, by timm's get_act_layer names
+MORE_ACTS = ("gelu_tanh", "quick_gelu", "mish", "relu6", "leaky_relu", "tanh", "sigmoid", "identity")
+
+
 @pytest.mark.parametrize("ours, timms", [
     (dict(norm_layer="groupnorm", norm_groups=8, act_layer="gelu"),
      dict(norm_layer=(_timm_norm, {"num_groups": 8}), act_layer="gelu")),
     (dict(norm_layer="groupnorm", norm_group_size=4, downsample="avg", bottle_ratio=2.0),
      dict(norm_layer=(_timm_norm, {"group_size": 4}), downsample="avg", bottle_ratio=2.0)),
-], ids=["gn_groups_gelu", "gn_size_avg_bottle2"])
+    *((dict(act=a), dict(act_layer=a)) for a in MORE_ACTS),
+], ids=["gn_groups_gelu", "gn_size_avg_bottle2", *(f"act_{a}" for a in MORE_ACTS)])
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_create_time_overrides_match_timm(framework, ours, timms):
     """issue 13: ``create(name, **overrides)`` equals timm's ``create_model(name, **the same RegNetCfg fields)`` in
-    every framework (GroupNorm by group count or group size, GELU, avg shortcuts, bottleneck ratio 2)."""
+    every framework (GroupNorm by group count or group size, GELU, avg shortcuts, bottleneck ratio 2, and each
+    further activation, in the blocks and inside squeeze-excitation)."""
     require(*FRAMEWORK_MODULES[framework])
     require("torch", "timm")
     import timm
