@@ -151,7 +151,7 @@ def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | N
                         f"(se_act: {HF_SE_ACT})")
     beyond = sorted(p.design_features() - HF_DESIGN)
     if beyond:
-        problems.append(f"it needs {', '.join(beyond)}; transformers' RegNet has ReLU, BatchNorm and post-activation "
+        problems.append(f"it needs {', '.join(beyond)}; transformers' RegNet has BatchNorm and post-activation "
                         f"bottlenecks of ratio 1 with 1x1-conv shortcuts only")
     if [s.stride for s in p.stages[1:]] != [2] * (len(p.stages) - 1):
         problems.append(f"stage strides {[s.stride for s in p.stages]}; transformers can only make the first stage "
