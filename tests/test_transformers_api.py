@@ -393,7 +393,8 @@ def test_flax_train_updates_every_batch_norm_and_dtype_is_compute_dtype():
 
 
 def test_bad_input_is_named(hub, tmp_path):
-    """Another model type, a hub repo that is not a RegNet, a config regnet-zoo cannot build (gelu), NHWC pixel values."""
+    """Another model type, a hub repo that is not a RegNet, a config regnet-zoo cannot build (prelu), NHWC pixel
+    values."""
     require("torch", "tensorflow", "flax")
     import torch
 
