@@ -30,12 +30,12 @@ from . import complexity
 from .errors import describe
 from .feature_info import NUM_FEATURE_INDICES, FeatureInfo, FeatureInfoList, normalize_out_indices
 from .registry_file import bottleneck_width
-from .variant import Variant
+from .variant import ACTIVATIONS, Variant
 
 MIN_INPUT_SIZE = 2**NUM_FEATURE_INDICES
 OUTPUT_STRIDES = (8, 16, 32)
-DESIGN_FEATURES = ("act:silu", "act:gelu", "se_act", "groupnorm", "preact", "linear_out", "final_conv", "shortcut:avg",
-                   "shortcut:none", "bottle_ratio", "stage_stride_1")
+DESIGN_FEATURES = (*(f"act:{a}" for a in ACTIVATIONS if a != "relu"), "se_act", "groupnorm", "preact", "linear_out",
+                   "final_conv", "shortcut:avg", "shortcut:none", "bottle_ratio", "stage_stride_1")
 
 
 def check_output_stride(value) -> int:
@@ -97,7 +97,7 @@ class ArchPlan:
     se_ratio: float
     stages: tuple[StagePlan, ...]
     output_stride: int = 32  # total reduction of the last map (stages past it are dilated)
-    act: str = "relu"  # "relu" | "silu" | "gelu" (exact erf form)
+    act: str = "relu"  # one of variant.ACTIVATIONS (timm's get_act_layer names; "gelu" is the exact erf form)
     se_act: str = ""  # inside squeeze-excitation ("" = act, timm's rule; transformers' Y blocks keep "relu")
     norm: str = "batchnorm"  # "batchnorm" | "groupnorm"
     norm_group_size: int = 0  # channels per GroupNorm group

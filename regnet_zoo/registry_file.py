@@ -14,8 +14,10 @@ Schema (``schema: 2``; a ``schema: 1`` file is read the same way but may not use
         depths: [int, int, int, int]      (required)
         group_width: int | [int x 4]      (required; clipped to the bottleneck width; must divide it)
         se_ratio: float                   (y only, 0 < r < 1, default 0.25)
-        act: relu | silu | gelu           (2; default relu)
-        se_act: relu | silu | gelu        (2; y only: the activation inside squeeze-excitation, default act)
+        act: <activation>                 (2; default relu; one of relu | silu | gelu | gelu_tanh | quick_gelu |
+                                           mish | relu6 | leaky_relu | tanh | sigmoid | identity: timm's
+                                           get_act_layer names, variant.ACTIVATIONS)
+        se_act: <activation>              (2; y only: the activation inside squeeze-excitation, default act)
         norm: batchnorm | groupnorm       (2; default batchnorm)
         norm_group_size: int              (2; groupnorm: channels per group, must divide every norm width)
         norm_groups: int                  (2; groupnorm: a fixed number of groups instead (timm's GroupNorm

@@ -57,7 +57,10 @@ class Generator:
         return {"w0": self.w0, "wa": self.wa, "wm": self.wm, "depth": self.depth, "rounding": self.rounding}
 
 
-ACTIVATIONS = ("relu", "silu", "gelu")
+# timm's ``get_act_layer`` names: "gelu" is the exact erf form, "gelu_tanh" its tanh approximation, "quick_gelu"
+# x * sigmoid(1.702 x), "leaky_relu" has negative slope 0.01 (torch's and transformers' default)
+ACTIVATIONS = ("relu", "silu", "gelu", "gelu_tanh", "quick_gelu", "mish", "relu6", "leaky_relu", "tanh", "sigmoid",
+               "identity")
 NORMS = ("batchnorm", "groupnorm")
 SHORTCUTS = ("conv1x1", "avg", "none")  # of a shape-changing block (timm's ``downsample``); others add the identity
 

@@ -140,7 +140,8 @@ def test_create_time_overrides_equal_timms(name, ours, timms):
 def test_bad_overrides_get_the_loaders_errors():
     with pytest.raises(RegistryError) as e:
         rz.create("regnety_002", "torch", act="swish")
-    assert e.value.problems == ["<regnety_002 overrides>: regnety_002.act must be one of relu, silu, gelu, got 'swish'"]
+    assert e.value.problems == ["<regnety_002 overrides>: regnety_002.act must be one of relu, silu, gelu, gelu_tanh, "
+                                "quick_gelu, mish, relu6, leaky_relu, tanh, sigmoid, identity, got 'swish'"]
     with pytest.raises(RegistryError, match="regnety_002.preact must be true or false, got a string"):
         rz.build_request("regnety_002", "torch", preact="yes")
     with pytest.raises(RegistryError, match=r"regnety_002.norm_groups 32 does not divide the normalised widths \[24, "):

@@ -120,16 +120,22 @@ def _timm_norm(**kwargs):
     return partial(GroupNorm, **kwargs)
 
 
+# the activations timm and transformers share beyond relu / silu / gelu, by timm's get_act_layer names
+MORE_ACTS = ("gelu_tanh", "quick_gelu", "mish", "relu6", "leaky_relu", "tanh", "sigmoid", "identity")
+
+
 @pytest.mark.parametrize("ours, timms", [
     (dict(norm_layer="groupnorm", norm_groups=8, act_layer="gelu"),
      dict(norm_layer=(_timm_norm, {"num_groups": 8}), act_layer="gelu")),
     (dict(norm_layer="groupnorm", norm_group_size=4, downsample="avg", bottle_ratio=2.0),
      dict(norm_layer=(_timm_norm, {"group_size": 4}), downsample="avg", bottle_ratio=2.0)),
-], ids=["gn_groups_gelu", "gn_size_avg_bottle2"])
+    *((dict(act=a), dict(act_layer=a)) for a in MORE_ACTS),
+], ids=["gn_groups_gelu", "gn_size_avg_bottle2", *(f"act_{a}" for a in MORE_ACTS)])
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_create_time_overrides_match_timm(framework, ours, timms):
     """issue 13: ``create(name, **overrides)`` equals timm's ``create_model(name, **the same RegNetCfg fields)`` in
-    every framework (GroupNorm by group count or group size, GELU, avg shortcuts, bottleneck ratio 2)."""
+    every framework (GroupNorm by group count or group size, GELU, avg shortcuts, bottleneck ratio 2, and each
+    further activation, in the blocks and inside squeeze-excitation)."""
     require(*FRAMEWORK_MODULES[framework])
     require("torch", "timm")
     import timm
@@ -148,6 +154,46 @@ def test_create_time_overrides_match_timm(framework, ours, timms):
     model = o.create("regnety_002", **ours)
     o.load(model, state)
     assert rel_err(o.run(model, x), ref_logits) <= (0.0 if framework == "torch" else LOGITS_RTOL)
+
+
+def _activation(framework: str, name: str):
+    """The plugin's own function for plan activation ``name``, float32 numpy in and out."""
+    if framework == "torch":
+        import torch
+        from regnet_zoo_torch.model import act_layer
+
+        return lambda x: act_layer(name)()(torch.from_numpy(x)).numpy()
+    if framework == "tf":
+        from regnet_zoo_tf._tf import tf
+        from regnet_zoo_tf.activations import activation
+
+        return lambda x: np.asarray(activation(name)(tf.constant(x)))
+    import jax.numpy as jnp
+    from regnet_zoo_flax.ops import activation
+
+    return lambda x: np.asarray(activation(jnp.asarray(x), name))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_every_activation_is_timms_function(framework):
+    """Each plugin's activation table computes timm's function for every plan activation, within 1e-6 (torch: timm's
+    own layer, exactly). Tighter than the network check above, which cannot tell gelu from gelu_tanh (3.7e-5)."""
+    require(*FRAMEWORK_MODULES[framework])
+    require("torch", "timm")
+    import torch
+    from timm.layers import get_act_layer
+
+    from regnet_zoo.variant import ACTIVATIONS
+
+    x = np.linspace(-8.0, 8.0, 16001, dtype=np.float32)
+    for name in ACTIVATIONS:
+        ours, ref = _activation(framework, name)(x), get_act_layer(name)()(torch.from_numpy(x)).numpy()
+        if framework == "torch":
+            assert np.array_equal(ours, ref), name
+        else:
+            np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6, err_msg=name)
+    with pytest.raises(ValueError, match="unknown activation 'hard_swish'; expected one of relu, silu, gelu, "):
+        _activation(framework, "hard_swish")(x)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -186,7 +186,8 @@ def test_schema_2_field_errors():
     text = SCHEMA2 + ("    act: swish\n    norm: groupnrom\n    bottle_ration: 2\n    downsample: pool\n"
                       "    preact: 1\n    strides: [2, 3, 2, 2]\n")
     lines = problems(text)
-    assert "t.yaml:9:10: tiny_x.act must be one of relu, silu, gelu, got 'swish'" in lines
+    assert ("t.yaml:9:10: tiny_x.act must be one of relu, silu, gelu, gelu_tanh, quick_gelu, mish, relu6, leaky_relu, "
+            "tanh, sigmoid, identity, got 'swish'") in lines
     assert "t.yaml:10:11: tiny_x.norm must be one of batchnorm, groupnorm, got 'groupnrom'" in lines
     assert "t.yaml:11:5: unknown field 'bottle_ration' in variant 'tiny_x'; did you mean 'bottle_ratio'?" in lines
     assert "t.yaml:12:17: tiny_x.downsample must be one of conv1x1, avg, none, got 'pool'" in lines
@@ -220,7 +221,7 @@ def test_schema_2_field_errors():
 
 def test_se_act_is_for_y_blocks_and_reaches_the_plan():
     """issue 13: transformers' Y blocks keep ReLU inside squeeze-excitation whatever hidden_act says (``se_act``)."""
-    from regnet_zoo.plan import build_plan
+    from regnet_zoo.plan import DESIGN_FEATURES, build_plan
 
     y = SCHEMA2.replace("block: x", "block: y").replace("    group_width: 8\n",
                                                         "    group_width: 8\n    act: gelu\n    se_act: relu\n")
@@ -230,6 +231,9 @@ def test_se_act_is_for_y_blocks_and_reaches_the_plan():
     assert plan.design_features() == {"act:gelu", "se_act"}
     (same,) = load_text(y.replace("se_act: relu", "se_act: gelu"), "t.yaml")
     assert build_plan(same).se_act == "" and build_plan(same).design_features() == {"act:gelu"}
+    (more,) = load_text(y.replace("act: gelu", "act: mish").replace("se_act: relu", "se_act: identity"), "t.yaml")
+    assert build_plan(more).design_features() == {"act:mish", "se_act", "act:identity"}
+    assert set(build_plan(more).design_features()) <= set(DESIGN_FEATURES)
     assert problems(SCHEMA2.replace("    group_width: 8\n", "    group_width: 8\n    se_act: relu\n")) == [
         "t.yaml:9:5: tiny_x.se_act: X blocks have no squeeze-excitation; remove se_act or use block: y"]
 

@@ -393,7 +393,8 @@ def test_flax_train_updates_every_batch_norm_and_dtype_is_compute_dtype():
 
 
 def test_bad_input_is_named(hub, tmp_path):
-    """Another model type, a hub repo that is not a RegNet, a config regnet-zoo cannot build (gelu), NHWC pixel values."""
+    """Another model type, a hub repo that is not a RegNet, a config regnet-zoo cannot build (prelu), NHWC pixel
+    values."""
     require("torch", "tensorflow", "flax")
     import torch
 
@@ -408,9 +409,9 @@ def test_bad_input_is_named(hub, tmp_path):
         rzt.TFRegNetForImageClassification.from_pretrained("google/vit-base")
     with pytest.raises(Exception, match="HF_HUB_OFFLINE is set and nobody/regnet is not in the Hugging Face cache"):
         rzt.RegNetModel.from_pretrained("nobody/regnet")
-    with pytest.raises(WeightsError, match=r"RegNetConfig: hidden_act='tanh' is not supported; regnet-zoo builds "
+    with pytest.raises(WeightsError, match=r"RegNetConfig: hidden_act='prelu' is not supported; regnet-zoo builds "
                                            r"hidden_act 'relu', "):
-        rzt.RegNetModel(rzt.RegNetConfig(hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], hidden_act="tanh"))
+        rzt.RegNetModel(rzt.RegNetConfig(hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], hidden_act="prelu"))
     nhwc = np.zeros((1, 64, 64, 3), np.float32)
     config = rzt.RegNetConfig(**SPECS["regnety_002"])
     for cls, x in ((rzt.RegNetModel, torch.from_numpy(nhwc)), (rzt.TFRegNetModel, nhwc), (rzt.FlaxRegNetModel, nhwc)):

@@ -1,4 +1,4 @@
-"""RegNet X/Y (and the V / Z design space: preact, GroupNorm, SiLU / GELU, avg / absent shortcuts, final_conv) as
+"""RegNet X/Y (and the V / Z design space: preact, GroupNorm, activations, avg / absent shortcuts, final_conv) as
 Flax NNX modules, built from a regnet-zoo plan.
 
 The variable tree mirrors timm's module names (``stem/conv/kernel``, ``s2/b1/conv2/bn/mean``,

@@ -128,20 +128,33 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, mean: jax.Array,
     return y, (new_mean, new_var)
 
 
-ACTIVATIONS = ("relu", "silu", "gelu")
+# The plan's activations (regnet_zoo.variant.ACTIVATIONS) as the functions timm builds for those names, with torch's
+# constants: "gelu" is the exact erf form, "gelu_tanh" its tanh approximation, "quick_gelu" x * sigmoid(1.702 x),
+# "leaky_relu" slope 0.01. This plugin's one name -> function table (NNX and linen both go through ``activation``).
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+    "mish": jax.nn.mish,
+    "relu6": jax.nn.relu6,
+    "leaky_relu": lambda x: jax.nn.leaky_relu(x, negative_slope=0.01),
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "identity": lambda x: x,
+}
 
 
 def activation(x: jax.Array, act: str | None) -> jax.Array:
-    """The plan's activation by name (``None``: identity); ``"gelu"`` is the exact erf form (torch's default)."""
+    """``x`` through the plan's activation ``act`` (``ACTIVATIONS``; ``None``: none); ``ValueError`` for any name
+    the table does not hold."""
     if act is None:
         return x
-    if act == "relu":
-        return jax.nn.relu(x)
-    if act == "silu":
-        return jax.nn.silu(x)
-    if act == "gelu":
-        return jax.nn.gelu(x, approximate=False)
-    raise ValueError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")
+    fn = ACTIVATIONS.get(act)
+    if fn is None:
+        raise ValueError(f"unknown activation {act!r}; expected one of {', '.join(ACTIVATIONS)}")
+    return fn(x)
 
 
 def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, num_groups: int, epsilon: float = 1e-5) -> jax.Array:

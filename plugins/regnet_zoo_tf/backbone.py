@@ -1,6 +1,7 @@
 """``RegNetBackbone``: a RegNet trunk as a keras-hub ``FeaturePyramidBackbone`` (functional, NHWC inside): X / Y and
-timm's wider design space (pre-activation RegNetV, GroupNorm, SiLU / GELU, avg-pool or absent shortcuts, bottleneck
-ratio, linear_out and a final 1x1 conv as in RegNetZ), one block definition reading the plan.
+timm's wider design space (pre-activation RegNetV, GroupNorm, the plan's activations (``activations``), avg-pool or
+absent shortcuts, bottleneck ratio, linear_out and a final 1x1 conv as in RegNetZ), one block definition reading the
+plan.
 
 Every layer is named after its canonical (timm) module path: ``stem.conv``, ``stem.bn``, ``s2.b1.conv2.conv``,
 ``s2.b1.se.fc1``, ``s2.b1.downsample.bn`` ..., so ``backbone.get_layer("s3.b2.conv1.bn")`` holds exactly the
@@ -27,6 +28,7 @@ from regnet_zoo.feature_info import normalize_out_indices
 from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan, StagePlan
 
 from ._tf import keras
+from .activations import NO_FUSED_BN, activation
 from .layers import GROUPED_CONV_IMPLS, PACKAGE, BatchNorm, DropPath, GroupedConv2D, InputGuard
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -124,9 +126,7 @@ class _Builder:
 
     # --- layers ----------------------------------------------------------------------------------------------
     def act(self, x, name):
-        if self.plan.act == "relu":
-            return keras.layers.ReLU(dtype=self.dtype, name=name)(x)
-        return keras.layers.Activation(self.plan.act, dtype=self.dtype, name=name)(x)  # silu; gelu: exact erf form
+        return keras.layers.Activation(activation(self.plan.act), dtype=self.dtype, name=name)(x)
 
     def norm(self, x, name, act=True, zero_init=False):
         """The plan's norm (``name``: BN or GroupNorm, eps 1e-5), then its activation (``name.act``) if ``act``."""
@@ -136,7 +136,7 @@ class _Builder:
                                                 gamma_initializer=gamma, dtype=self.dtype, name=name)(x)
         else:
             x = BatchNorm(norm_eval=self.norm_eval, synchronized=self.sync_bn, dtype=self.dtype, name=name,
-                          gamma_initializer=gamma)(x)
+                          gamma_initializer=gamma, fused_inference=not (act and self.plan.act in NO_FUSED_BN))(x)
         return self.act(x, f"{name}.act") if act else x
 
     def conv(self, x, name, filters, kernel=1, stride=1, groups=1, dilation=1, pad_name=None):
@@ -160,8 +160,8 @@ class _Builder:
 
     def squeeze_excite(self, x, prefix, width, se_width):
         s = keras.layers.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype, name=f"{prefix}.pool")(x)
-        s = keras.layers.Conv2D(se_width, 1, activation=self.plan.se_activation, kernel_initializer=conv_init(),
-                                dtype=self.dtype, name=f"{prefix}.fc1")(s)
+        s = keras.layers.Conv2D(se_width, 1, activation=activation(self.plan.se_activation),
+                                kernel_initializer=conv_init(), dtype=self.dtype, name=f"{prefix}.fc1")(s)
         s = keras.layers.Conv2D(width, 1, activation="sigmoid", kernel_initializer=conv_init(), dtype=self.dtype,
                                 name=f"{prefix}.fc2")(s)
         return keras.layers.Multiply(dtype=self.dtype, name=f"{prefix}.gate")([x, s])

@@ -25,6 +25,7 @@ import numpy as np
 from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan
 
 from ._tf import tf
+from .activations import activation
 from .layers import InputGuard
 
 # A GraphDef (where the frozen weights live) is a protobuf message, capped at 2 GB; leave room for the graph.
@@ -50,9 +51,6 @@ def _group_norm(x, gamma, beta, groups: int):
     return tf.reshape(g, shape) * gamma + beta
 
 
-_ACTS = {"relu": tf.nn.relu, "silu": tf.nn.silu, "gelu": lambda x: tf.nn.gelu(x, approximate=False)}
-
-
 class FrozenRegNet(tf.Module):
     """An inference-only RegNet with folded, constant weights (see the module docstring)."""
 
@@ -74,8 +72,8 @@ class FrozenRegNet(tf.Module):
     def _graph(self, images):
         # Weights enter as Const nodes (tf.constant of numpy inside the trace), never as captured tensors.
         st, plan = self._state, self.plan
-        groupnorm, post, act = plan.norm == "groupnorm", not plan.preact, _ACTS[plan.act]
-        se_act = _ACTS[plan.se_activation]
+        groupnorm, post, act = plan.norm == "groupnorm", not plan.preact, activation(plan.act)
+        se_act = activation(plan.se_activation)
 
         def const(a):
             return tf.constant(np.asarray(a, np.float32))

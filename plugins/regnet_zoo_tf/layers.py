@@ -27,12 +27,15 @@ class BatchNorm(keras.layers.BatchNormalization):
     * ``synchronized=True`` all-reduces sums and counts over the replicas of a ``tf.distribute`` strategy, so every
       replica normalises with, and stores, the global batch statistics.
 
-    As in Keras, a layer with ``trainable=False`` always runs in inference mode.
+    As in Keras, a layer with ``trainable=False`` always runs in inference mode, as one ``FusedBatchNormV3`` op
+    unless ``fused_inference=False`` (Keras' decomposed form: for an activation TF cannot fuse with it, see
+    ``activations.NO_FUSED_BN``).
     """
 
-    def __init__(self, momentum=0.9, epsilon=1e-5, norm_eval=False, **kwargs):
+    def __init__(self, momentum=0.9, epsilon=1e-5, norm_eval=False, fused_inference=True, **kwargs):
         super().__init__(momentum=momentum, epsilon=epsilon, **kwargs)
         self.norm_eval = bool(norm_eval)
+        self.fused_inference = bool(fused_inference)
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None:
@@ -68,7 +71,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     def _inference(self, inputs):
         # One FusedBatchNormV3 op, not Keras' decomposed rsqrt/mul/add: grappler fuses it with the preceding conv
         # (and ReLU) on CPU, which is most of the speed difference to an unfused graph.
-        if not self._fusable(inputs):
+        if not (self.fused_inference and self._fusable(inputs)):
             return super().call(inputs, training=False)
         dtype = "float32" if inputs.dtype in (tf.float16, tf.bfloat16) else inputs.dtype
         out, _, _ = tf.compat.v1.nn.fused_batch_norm(
@@ -96,7 +99,7 @@ class BatchNorm(keras.layers.BatchNormalization):
         return mean, variance, count
 
     def get_config(self):
-        return {**super().get_config(), "norm_eval": self.norm_eval}
+        return {**super().get_config(), "norm_eval": self.norm_eval, "fused_inference": self.fused_inference}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -21,8 +21,17 @@ from torch.fx._symbolic_trace import is_fx_symbolic_tracing
 from regnet_zoo.contract import check_image_batch
 from regnet_zoo.feature_info import FeatureInfoList
 from regnet_zoo.plan import ArchPlan
+from regnet_zoo.variant import ACTIVATIONS
 
 from .outputs import RegNetOutput, classification_loss
+
+
+def act_layer(name: str):
+    """timm's activation layer class for one of the plan's activation names (``variant.ACTIVATIONS``, which are
+    timm's ``get_act_layer`` names); any other name is a ``ValueError``, never one of timm's further activations."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
+    return get_act_layer(name)
 
 
 def norm_layer_of(plan: ArchPlan):
@@ -41,7 +50,7 @@ def build_block(plan: ArchPlan, plan_block, drop_path_rate: float = 0.0, device=
     b = plan_block
     if b.bottleneck_width % b.groups:
         raise ValueError(f"{b.name}: {b.groups} groups do not divide bottleneck width {b.bottleneck_width}")
-    act = get_act_layer(plan.act)
+    act = act_layer(plan.act)
     block = (PreBottleneck if plan.preact else Bottleneck)(
         b.in_width, b.out_width, stride=b.stride, dilation=(b.dilation, stage_dilation),
         bottle_ratio=b.bottleneck_width / b.out_width, group_size=b.bottleneck_width // b.groups,
@@ -52,7 +61,7 @@ def build_block(plan: ArchPlan, plan_block, drop_path_rate: float = 0.0, device=
     )
     if b.se_width and (block.se.fc1.out_channels != b.se_width or plan.se_activation != plan.act):
         # a third-party plan with its own SE rounding, or another activation inside SE (transformers' Y blocks)
-        block.se = SEModule(b.bottleneck_width, rd_channels=b.se_width, act_layer=get_act_layer(plan.se_activation),
+        block.se = SEModule(b.bottleneck_width, rd_channels=b.se_width, act_layer=act_layer(plan.se_activation),
                             device=device, dtype=dtype)
     conv2 = block.conv2 if plan.preact else block.conv2.conv
     shortcut = ("none" if block.downsample is None else "identity" if isinstance(block.downsample, nn.Identity)
@@ -85,9 +94,9 @@ def final_layer(plan: ArchPlan, device=None, dtype=None) -> nn.Module:
     """timm's ``final_conv``: a 1x1 ConvNormAct to ``plan.final_width``, an activation alone, or an identity."""
     if plan.final_conv_width:
         return ConvNormAct(plan.stages[-1].out_width, plan.final_conv_width, kernel_size=1,
-                           act_layer=get_act_layer(plan.act), norm_layer=norm_layer_of(plan), device=device,
+                           act_layer=act_layer(plan.act), norm_layer=norm_layer_of(plan), device=device,
                            dtype=dtype)
-    return get_act_layer(plan.act)() if plan.final_act else nn.Identity()
+    return act_layer(plan.act)() if plan.final_act else nn.Identity()
 
 
 def tracing() -> bool:
@@ -117,7 +126,7 @@ class RegNetTrunk(nn.Module):
         if plan.preact:  # timm: a bare conv, the first block's norm1 follows
             self.stem = create_conv2d(in_chans, plan.stem_width, 3, stride=2, **dd)
         else:
-            self.stem = ConvNormAct(in_chans, plan.stem_width, 3, stride=2, act_layer=get_act_layer(plan.act),
+            self.stem = ConvNormAct(in_chans, plan.stem_width, 3, stride=2, act_layer=act_layer(plan.act),
                                     norm_layer=norm_layer_of(plan), **dd)
         rates = calculate_drop_path_rates(drop_path_rate, [s.depth for s in plan.stages], stagewise=True)
         self.stage_names = tuple(s.name for s in plan.stages[:num_stages])

@@ -5,9 +5,10 @@ A config describes a network by ``embedding_size`` (stem width), ``hidden_sizes`
 ``groups_width`` and ``layer_type`` (``x`` | ``y``; Y adds squeeze-excitation of a quarter of the block input
 width). transformers builds every grouped conv with ``groups = max(1, width // groups_width)``; a width that is not
 a multiple of its group count cannot be built (``facebook/regnet-y-2560-seer``: 5088 channels in 7 groups).
-``downsample_in_first_stage: false`` is a stride-1 first stage (``strides: [1, 2, 2, 2]``); ``hidden_act`` relu /
-gelu / silu / swish is the variant's ``act`` (transformers keeps ReLU inside the squeeze-excitation of Y blocks:
-``se_act: relu``). ``num_channels`` is not part of the variant: it is the model's ``in_chans``
+``downsample_in_first_stage: false`` is a stride-1 first stage (``strides: [1, 2, 2, 2]``); a ``hidden_act`` of
+``HF_ACTS`` is the variant's ``act`` (transformers keeps ReLU inside the squeeze-excitation of Y blocks:
+``se_act: relu``); the others (``prelu``'s learnable slope, ``relu2``, ``laplace``, ``gelu_10``, ``xielu`` ...) are
+refused. ``num_channels`` is not part of the variant: it is the model's ``in_chans``
 (``input_channels``), which ``create`` takes from the checkpoint's stem.
 """
 
@@ -22,12 +23,19 @@ from ..variant import Variant
 HF_SE_RATIO = 0.25
 HF_FIELDS = ("embedding_size", "hidden_sizes", "depths", "groups_width", "layer_type")
 UNNAMED = "hf_custom"  # name of the variant of a config that describes no registry variant
-# hidden_act -> the plan's act (transformers' ACT2FN: "gelu" is the exact erf form, "swish" is SiLU). transformers
-# keeps ReLU inside its SE blocks whatever hidden_act says: a Y config with another act has se_act relu.
-HF_ACTS = {"relu": "relu", "gelu": "gelu", "silu": "silu", "swish": "silu"}
+# hidden_act -> the plan's act, for the transformers 4.57 ACT2FN entries that compute one of ours: "gelu" and
+# "gelu_python" are the exact erf form, "swish" is SiLU, "linear" the identity; gelu_new / gelu_fast /
+# gelu_pytorch_tanh are the tanh approximation (gelu_pytorch_tanh is torch's, the other two agree within 1e-6 of it);
+# leaky_relu is torch's LeakyReLU (slope 0.01). transformers keeps ReLU inside its SE blocks whatever hidden_act says:
+# a Y config with another act has se_act relu.
+HF_ACTS = {"relu": "relu", "gelu": "gelu", "gelu_python": "gelu", "silu": "silu", "swish": "silu",
+           "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+           "quick_gelu": "quick_gelu", "mish": "mish", "relu6": "relu6", "leaky_relu": "leaky_relu", "tanh": "tanh",
+           "sigmoid": "sigmoid", "linear": "identity"}
+TO_HF_ACT = {"gelu_tanh": "gelu_pytorch_tanh", "identity": "linear"}  # the plan's act -> hidden_act, where they differ
 HF_SE_ACT = "relu"
 # of the plan's design features, what a RegNetConfig can say (a stride-1 first stage; another act, ReLU inside SE)
-HF_DESIGN = frozenset({"stage_stride_1", "act:gelu", "act:silu", "se_act"})
+HF_DESIGN = frozenset({"stage_stride_1", "se_act", *(f"act:{a}" for a in set(HF_ACTS.values()) - {"relu"})})
 
 
 def hf_groups(widths, groups_width: int) -> list[int]:
@@ -143,7 +151,7 @@ def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | N
                         f"(se_act: {HF_SE_ACT})")
     beyond = sorted(p.design_features() - HF_DESIGN)
     if beyond:
-        problems.append(f"it needs {', '.join(beyond)}; transformers' RegNet has ReLU, BatchNorm and post-activation "
+        problems.append(f"it needs {', '.join(beyond)}; transformers' RegNet has BatchNorm and post-activation "
                         f"bottlenecks of ratio 1 with 1x1-conv shortcuts only")
     if [s.stride for s in p.stages[1:]] != [2] * (len(p.stages) - 1):
         problems.append(f"stage strides {[s.stride for s in p.stages]}; transformers can only make the first stage "
@@ -159,7 +167,7 @@ def config_for(variant: "str | Variant", num_classes: int, labels: list[str] | N
         "depths": [s.depth for s in p.stages],
         "groups_width": gw,
         "layer_type": p.block,
-        "hidden_act": p.act,
+        "hidden_act": TO_HF_ACT.get(p.act, p.act),
         "downsample_in_first_stage": p.stages[0].stride == 2,
     }
     if num_classes:

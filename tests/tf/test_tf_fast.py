@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import regnet_zoo as rz
+from regnet_zoo.variant import ACTIVATIONS
 from testdeps import require
 from harness import loaded_model, random_input, random_state, rel_err
 
@@ -27,6 +28,14 @@ def test_fast_classifier_matches_the_keras_model(name):
     fast = optimize_for_inference(model)
     x = nhwc(random_input(batch=2, size=64))
     assert rel_err(fast(x), model(x, training=False)) <= TOL
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_fast_path_builds_every_activation(act):
+    """Folded convs followed by each activation (TF fuses some of them into the conv) give the Keras model's output."""
+    model = loaded_model("tf", "regnety_002", act=act)
+    x = nhwc(random_input(batch=2, size=64))
+    assert rel_err(optimize_for_inference(model)(x), model(x, training=False)) <= TOL
 
 
 def assert_close(got, want):
