@@ -30,6 +30,7 @@ UNNAMED = "hf_custom"  # name of the variant of a config that describes no regis
 # a Y config with another act has se_act relu.
 HF_ACTS = {"relu": "relu", "gelu": "gelu", "gelu_python": "gelu", "silu": "silu", "swish": "silu",
            "gelu_new": "gelu_tanh", "gelu_fast": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+           "gelu_accurate": "gelu_tanh", "gelu_python_tanh": "gelu_tanh",
            "quick_gelu": "quick_gelu", "mish": "mish", "relu6": "relu6", "leaky_relu": "leaky_relu", "tanh": "tanh",
            "sigmoid": "sigmoid", "linear": "identity"}
 TO_HF_ACT = {"gelu_tanh": "gelu_pytorch_tanh", "identity": "linear"}  # the plan's act -> hidden_act, where they differ
