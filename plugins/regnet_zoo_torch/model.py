@@ -245,12 +245,14 @@ class RegNet(RegNetTrunk):
     def prune_intermediate_layers(self, indices: Union[int, List[int]] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> List[int]:
         """timm's: replace the stages after the deepest of ``indices`` by identities (the features then end there,
-        ``num_features`` shrinks and the head goes too); ``prune_head`` drops the classifier and its pooling.
-        Returns the kept (absolute) indices."""
+        ``num_features`` shrinks and the head goes too); ``prune_head`` drops the classifier and its pooling. A final
+        1x1 conv (RegNetZ) never feeds the features: it goes with the head or the norm (so no parameter is left
+        unused). Returns the kept (absolute) indices."""
         take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
         for name in self.stage_names[max_index:]:
             setattr(self, name, nn.Identity())
-        prune_end = max_index < len(self.stage_names)
+        prune_end = max_index < len(self.stage_names) or (
+            (prune_norm or prune_head) and isinstance(self.final_conv, ConvNormAct))
         if prune_end:
             self.final_conv = nn.Identity()
             self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
