@@ -1,6 +1,8 @@
 """Every framework, every variant up to ~150M parameters, checked the same way against timm on the same weights.
 
-torch must match timm exactly (0.0); tf and flax within 1e-4 (logits) / 1e-3 (hidden states) relative.
+torch must match timm exactly (0.0); tf and flax within 1e-4 (logits) / 1e-3 (hidden states) relative. By default
+tf and flax check the variants up to 30M parameters (every block kind and design feature is among them); ``-m slow``
+adds the larger ones.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import pytest
 import regnet_zoo as rz
 from regnet_zoo.keys import stem_conv_key
 from testdeps import require
-from harness import (FRAMEWORK_MODULES, FRAMEWORKS, HIDDEN_RTOL, LOGITS_RTOL, PARITY_VARIANTS, loaded_model, ops,
-                     random_input, random_state, rel_err, timm_reference)
+from harness import (DEFAULT_PARITY_MAX_PARAMS, FRAMEWORK_MODULES, FRAMEWORKS, HIDDEN_RTOL, LOGITS_RTOL,
+                     PARITY_VARIANTS, loaded_model, ops, random_input, random_state, rel_err, timm_reference)
 
 ALL = (0, 1, 2, 3, 4)
 
@@ -28,8 +30,9 @@ def reference(name: str):
     return state, x, logits, maps
 
 
-@pytest.mark.parametrize("name", PARITY_VARIANTS)
-@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("framework, name", [
+    pytest.param(f, n, marks=pytest.mark.slow if f != "torch" and rz.plan(n).params() > DEFAULT_PARITY_MAX_PARAMS
+                 else ()) for n in PARITY_VARIANTS for f in FRAMEWORKS])
 def test_matches_timm_on_same_weights(framework, name):
     require(*FRAMEWORK_MODULES[framework])
     o = ops(framework)

@@ -17,7 +17,8 @@ def test_readme_has_one_install_command_and_ci_runs_every_test_command():
     install_and_demo, *tests = readme_commands()
     assert "regnet-zoo features" in install_and_demo
     assert [t.split(" && ")[-1] for t in tests] == [
-        "python -m pytest -q -n 2", "python -m pytest -q -p no:xdist -m transformers5 tests/test_transformers_api.py"]
+        "python -m pytest -q -n 2", "python -m pytest -q -p no:xdist -m transformers5 tests/test_transformers_api.py",
+        "python -m pytest -q -n 2 -m slow"]
     ci = (ROOT / ".ci" / "run").read_text()
     for step in (step for test in tests for step in test.split(" && ")):
         assert re.search(re.escape(step.replace("pip install", "").strip()), ci), f"CI does not run: {step}"
