@@ -153,3 +153,51 @@ def export_all(models: dict, specs: list, out, fmt: str, suffix: str, input_size
     """``rz.export`` of each built model: ``specs`` rows are (key, variant, create kwargs, export kwargs)."""
     return {key: rz.export(models[key], out / f"{key}{suffix}", fmt, input_size=input_size, **ekw)
             for key, _, _, ekw in specs}
+
+
+def training_gradients(framework: str, model, x: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    """One training step's (cross-entropy loss, gradient of every trainable tensor under its canonical name, torch
+    layout) of a classifier in training mode (BN on batch statistics), on NCHW ``x``. The flax model must be built
+    with ``data_format="channels_first"``."""
+    if framework == "torch":
+        import torch
+
+        model.train()
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(labels))
+        model.zero_grad()
+        loss.backward()
+        return float(loss), {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
+    if framework == "tf":
+        import tensorflow as tf
+
+        from regnet_zoo_tf.weights import slots
+
+        table = {k: s for k, s in slots(model).items() if s.variable.trainable}
+        with tf.GradientTape() as tape:
+            logits = model(np.transpose(x, (0, 2, 3, 1)), training=True)
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        grads = tape.gradient(loss, [s.variable for s in table.values()])
+        return float(loss), {k: s.to_canonical(np.asarray(g)) for (k, s), g in zip(table.items(), grads)}
+    if framework == "flax":
+        import jax.numpy as jnp
+        import optax
+        from flax import nnx
+
+        from regnet_zoo_flax.weights import key_of, to_torch_layout
+
+        model.train()
+
+        def loss_fn(m):
+            return optax.softmax_cross_entropy_with_integer_labels(m(jnp.asarray(x)), jnp.asarray(labels)).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        return float(loss), {key_of("params", tuple(map(str, p))): to_torch_layout(np.asarray(v.get_value()))
+                             for p, v in nnx.to_flat_state(grads)}
+    raise ValueError(f"no gradient code for framework {framework!r}")
+
+
+def global_rel_err(grads: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
+    """L2 norm of the difference over every tensor, relative to the reference's L2 norm (same keys required)."""
+    assert grads.keys() == reference.keys(), sorted(grads.keys() ^ reference.keys())[:10]
+    num = sum(float(np.sum((grads[k].astype(np.float64) - reference[k]) ** 2)) for k in reference)
+    return float(np.sqrt(num / sum(float(np.sum(reference[k].astype(np.float64) ** 2)) for k in reference)))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import regnet_zoo as rz
+from regnet_zoo import adhoc
 from harness import HIDDEN_RTOL, LOGITS_RTOL, ops, random_state, rel_err
 from regnet_zoo.contract import check_image_batch
 from regnet_zoo.frameworks import WeightSource
@@ -183,7 +184,8 @@ def test_same_accepted_options(fw):
     assert accepted[:len(SHARED_NAMES)] == list(SHARED_NAMES)
     err = error_of(lambda: rz.create(NAME, fw, drop_rat=0.1))
     assert err == (TypeError, f"unknown option for framework {fw!r}: 'drop_rat' (did you mean 'drop_rate'?); "
-                              f"accepted: {', '.join(accepted)}")
+                              f"accepted: {', '.join(accepted)}; architecture overrides: "
+                              f"{', '.join([*adhoc.OVERRIDES, *adhoc.TIMM_OVERRIDE_NAMES])}")
 
 
 @pytest.mark.parametrize("kwargs, kind, message", [
@@ -196,7 +198,8 @@ def test_same_accepted_options(fw):
     ({"frozen_stages": 1}, ValueError, "frozen_stages=1 freezes BatchNorm statistics, but no pretrained weights"),
     ({"norm_eval": True}, ValueError, "norm_eval=True freezes BatchNorm statistics, but no pretrained weights"),
     ({"drop_rate": 1.5}, ValueError, "drop_rate must be a float in [0, 1), got 1.5"),
-    ({"norm": "batch"}, ValueError, "norm must be one of 'bn', 'frozen_bn', 'sync_bn', got 'batch'"),
+    ({"norm": "batch"}, ValueError,
+     "norm must be one of 'bn', 'frozen_bn', 'sync_bn' (BatchNorm's mode), got 'batch'"),
     ({"output_stride": 4}, ValueError, "output_stride must be one of 8, 16, 32 (the reduction after which later "
                                        "stages are dilated instead of strided), got 4"),
     ({"output_stride": 64}, ValueError, "output_stride must be one of 8, 16, 32"),

@@ -199,6 +199,49 @@ def test_every_activation_is_timms_function(framework):
         _activation(framework, "hard_swish")(x)
 
 
+# tiny ad-hoc variants covering the design space beyond X / Y in training (GELU / SiLU, GroupNorm, pre-activation
+# with avg shortcuts, a final conv, linear_out with bottleneck ratio 4 and absent shortcuts), and the smallest RegNetZ
+TRAINING_SPECS = {
+    "tiny_v": {"block": "y", "stem_width": 16, "widths": [16, 32, 48, 64], "depths": [1, 2, 1, 1], "group_width": 8,
+               "act": "gelu", "norm": "groupnorm", "norm_group_size": 8, "preact": True, "downsample": "avg",
+               "bottle_ratio": 2.0, "strides": [2, 1, 2, 2], "num_features": 96},
+    "tiny_z": {"block": "y", "stem_width": 16, "widths": [16, 32, 48, 64], "depths": [1, 2, 2, 1], "group_width": 8,
+               "act": "silu", "downsample": "none", "linear_out": True, "bottle_ratio": 4.0, "num_features": 128},
+    "regnetz_005": "regnetz_005",
+}
+
+
+@pytest.mark.parametrize("case", list(TRAINING_SPECS))
+@pytest.mark.parametrize("framework", [f for f in FRAMEWORKS if f != "torch"])
+def test_training_step_matches_torch_beyond_x_and_y(framework, case):
+    """issue 13: one training step (loss and every gradient, BN on batch statistics) of the V / Z / GroupNorm design
+    space against the torch plugin (equal to timm), on randomised norm statistics and affine parameters. The
+    activations here are smooth (no ReLU kink decides a float32 gradient, see tests/flax/test_flax_torch_parity.py),
+    so the gradients agree to float32 rounding."""
+    require(*FRAMEWORK_MODULES[framework])
+    require("torch", "timm")
+    from harness import global_rel_err, training_gradients
+
+    spec = TRAINING_SPECS[case]
+    state, x, labels = random_state(spec, num_classes=10), random_input(), np.array([3, 7])
+    torch_model = ops("torch").create(spec, num_classes=10)
+    ops("torch").load(torch_model, state)
+    want_loss, want = training_gradients("torch", torch_model, x, labels)
+    o = ops(framework)
+    model = o.create(spec, num_classes=10, **({"data_format": "channels_first"} if framework == "flax" else {}))
+    o.load(model, state)
+    loss, got = training_gradients(framework, model, x, labels)
+    err = global_rel_err(got, want)
+    print(f"{framework} {case}: loss {abs(loss - want_loss):.1e}, gradient {err:.1e} (global relative L2)")
+    assert abs(loss - want_loss) <= LOGITS_RTOL * max(1.0, abs(want_loss))
+    assert err <= LOGITS_RTOL
+    # and tensor by tensor, against the scale of the largest gradient (a tensor whose exact gradient is ~0, such as
+    # a BN bias whose output the next BN re-centres, is float32 noise of both on its own scale)
+    scale = max(float(np.abs(g).max()) for g in want.values())
+    worst = max(want, key=lambda k: float(np.abs(got[k].astype(np.float64) - want[k]).max()))
+    assert float(np.abs(got[worst].astype(np.float64) - want[worst]).max()) <= LOGITS_RTOL * scale, worst
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_headless_and_subset_of_features(framework):
     require(*FRAMEWORK_MODULES[framework])

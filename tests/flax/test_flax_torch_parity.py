@@ -46,6 +46,7 @@ from flax import nnx  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
 from harness import HIDDEN_RTOL, LOGITS_RTOL, PARITY_VARIANTS, ops, random_input, random_state, rel_err  # noqa: E402
+from regnet_zoo_flax import ops as flax_ops  # noqa: E402
 from regnet_zoo_flax.weights import export_canonical, key_of, load_canonical, to_torch_layout  # noqa: E402
 
 CORE = ["regnetx_002", "regnety_040"]  # an X and the headline Y; -m slow: every variant
@@ -121,9 +122,9 @@ def torch_step(name: str, state: dict, x: np.ndarray, dtype=torch.float32, relu_
 
 @nnx.jit
 def flax_train_step(model, x, labels, relu_pattern=None, pinned=False):
-    """(loss, logits, grads, ReLU inputs). With ``relu_pattern`` (one bool array per ReLU call, NHWC) every
-    ``jax.nn.relu`` is traced as ``where(relu_pattern if pinned else z > 0, z, 0)``; ``pinned`` is traced, so one
-    compiled step gives both the model's own step and the pinned one."""
+    """(loss, logits, grads, ReLU inputs). With ``relu_pattern`` (one bool array per ReLU call, NHWC) every ReLU of
+    the plugin (``ops.ACTIVATIONS["relu"]``) is traced as ``where(relu_pattern if pinned else z > 0, z, 0)``;
+    ``pinned`` is traced, so one compiled step gives both the model's own step and the pinned one."""
     relu_inputs = []
 
     def relu(z):
@@ -137,7 +138,7 @@ def flax_train_step(model, x, labels, relu_pattern=None, pinned=False):
         if relu_pattern is None:
             out = m(x, labels=labels)
         else:
-            with mock.patch.object(jax.nn, "relu", relu):  # the plugin calls jax.nn.relu while this traces
+            with mock.patch.dict(flax_ops.ACTIVATIONS, relu=relu):  # the plugin's relu while this traces
                 out = m(x, labels=labels)
             assert len(relu_inputs) == len(relu_pattern), "fewer ReLU calls than the pattern"
         return out.loss, (out.logits, relu_inputs)
