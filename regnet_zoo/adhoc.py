@@ -28,6 +28,9 @@ OVERRIDES = ("act", "norm_layer", "norm_group_size", "norm_groups", "se_ratio", 
 # name): ``norm=`` is the shared option choosing BatchNorm's mode (bn | frozen_bn | sync_bn).
 TIMM_OVERRIDE_NAMES = {"act_layer": "act"}
 GROUPNORM_DEFAULT_GROUPS = 32  # timm's GroupNorm(num_groups=32) when norm_layer="groupnorm" says no more
+_GROUP_SIZING = ("norm_group_size", "norm_groups")  # GroupNorm's channels per group, or its group count
+_NORM_FIELDS = ("norm", *_GROUP_SIZING)
+_NORM_OVERRIDES = ("norm_layer", *_GROUP_SIZING)
 DEFAULT_NAME = "custom"
 DICT_FILE = "<dict>"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -123,23 +126,19 @@ def entry_fields(variant: Variant) -> dict[str, Any]:
         fields["se_ratio"] = v.se_ratio
         if v.se_act:
             fields["se_act"] = v.se_act
-    fields.update({k: getattr(v, k) for k in ("norm_group_size", "norm_groups") if getattr(v, k)})
+    fields.update({k: getattr(v, k) for k in _GROUP_SIZING if getattr(v, k)})
     if v.num_features:
         fields["num_features"] = v.num_features
     return fields
-
-
-_NORM_FIELDS = ("norm", "norm_group_size", "norm_groups")
-_NORM_OVERRIDES = ("norm_layer", "norm_group_size", "norm_groups")
 
 
 def _norm_fields(variant: Variant, overrides: dict[str, Any]) -> dict[str, Any]:
     """The registry's norm fields after ``overrides``: ``norm_layer`` sets the kind; a group sizing given replaces
     the variant's; GroupNorm without one keeps the variant's, else takes timm's default of 32 groups."""
     norm = overrides.get("norm_layer", variant.norm)
-    sizing = {k: overrides[k] for k in ("norm_group_size", "norm_groups") if k in overrides}
+    sizing = {k: overrides[k] for k in _GROUP_SIZING if k in overrides}
     if norm == "groupnorm" and not sizing:
-        sizing = ({k: getattr(variant, k) for k in ("norm_group_size", "norm_groups") if getattr(variant, k)}
+        sizing = ({k: getattr(variant, k) for k in _GROUP_SIZING if getattr(variant, k)}
                   if variant.norm == "groupnorm" else {"norm_groups": GROUPNORM_DEFAULT_GROUPS})
     return {"norm": norm, **sizing}
 

@@ -102,7 +102,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         res = api.resolve(name)
         v, pl = res.variant, api.plan(name)
         rec: dict[str, Any] = {
-            "name": name, "block": _block_kind(v), "norm": _norm_cell(v), "act": v.act, "params": pl.params(), "gflops": pl.flops(GFLOPS_RESOLUTION) / 1e9,
+            "name": name, "block": _block_kind(v), "norm": _norm_cell(v), "act": v.act, "params": pl.params(),
+            "gflops": pl.flops(GFLOPS_RESOLUTION) / 1e9,
             "widths": list(v.widths), "depths": list(v.depths), "frameworks": _builders(v),
         }
         if args.pretrained:
@@ -202,9 +203,9 @@ def _print_show(rec: dict[str, Any]) -> None:
                                                                                        else [])
             + [s["group_width"], s["groups"], ",".join(map(str, s["se_widths"])) if any(s["se_widths"]) else "-"]
             for s in rec["stages"]]
-    out.append(_indent(_table([[str(c) for c in r] for r in rows],
-                              ["STAGE", "IN", "OUT", "BOTTLENECK", "DEPTH", "STRIDE"] + (["DILATION"] if dilated else [])
-                              + ["GROUP_W", "GROUPS", "SE_W"])))
+    header = ["STAGE", "IN", "OUT", "BOTTLENECK", "DEPTH", "STRIDE"] + (["DILATION"] if dilated else []) \
+        + ["GROUP_W", "GROUPS", "SE_W"]
+    out.append(_indent(_table([[str(c) for c in r] for r in rows], header)))
     out.append("")
     rows = [[str(f["index"]), f["name"], f["level"], str(f["channels"]), str(f["reduction"])]
             for f in rec["feature_info"]]
@@ -505,6 +506,12 @@ def _out_indices(text: str) -> tuple[int, ...]:
                          f"'1,2,3,4'; got {text!r}") from None
 
 
+def add_output_stride(parser) -> None:
+    """``--output-stride`` (show, features, export): timm's ``output_stride``, dilating the later stages."""
+    parser.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
+                        help="8 or 16: dilate the later stages instead of striding them (default 32)")
+
+
 def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="export for deployment (onnx, tflite, stablehlo, saved_model, torch_export), "
                        "verified against the source model",
@@ -517,8 +524,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--weights", "-w", help="checkpoint file or model directory (default: NAME.TAG's weights, else "
                    "random)")
     p.add_argument("--features", metavar="OUT_INDICES", help="export a features_only backbone, e.g. '1,2,3,4'")
-    p.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
-                   help="8 or 16: dilate the later stages instead of striding them (default 32)")
+    add_output_stride(p)
     p.add_argument("--num-classes", type=int, help="classifier size (0 = pooled features; default: the weights')")
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--batch", type=int, help="fixed batch size")
@@ -560,8 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="variant, alias, hub id or name.tag; or a YAML file of your own variants (FILE::NAME "
                                 "for one of several)")
     p.add_argument("--resolution", type=int, default=GFLOPS_RESOLUTION, help="input size for FLOPs (default 224)")
-    p.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
-                   help="8 or 16: dilate the later stages instead of striding them (default 32)")
+    add_output_stride(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
@@ -588,8 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"random weights")
     p.add_argument("--pretrained", dest="weights", help=argparse.SUPPRESS)  # the former name of --weights
     p.add_argument("--size", type=int, help="input size (default: the weights' input size, else 224)")
-    p.add_argument("--output-stride", type=int, default=32, choices=(8, 16, 32),
-                   help="8 or 16: dilate the later stages instead of striding them (default 32)")
+    add_output_stride(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_features, spellings=FEATURES_SPELLINGS)
 

@@ -215,7 +215,8 @@ def _weight_tag(p: _Problems, tag: str, knode, vnode, variant: str) -> WeightTag
     return WeightTag(tag=tag, location=p.loc(knode), **{k: x for k, x in v.items() if x is not None})
 
 
-_SCHEMA2_FIELDS = ("act", "se_act", "norm", "norm_group_size", "norm_groups", "bottle_ratio", "downsample", "preact", "linear_out",
+_SCHEMA2_FIELDS = ("act", "se_act", "norm", "norm_group_size", "norm_groups", "bottle_ratio", "downsample", "preact",
+                   "linear_out",
                    "num_features", "strides")
 _VARIANT_FIELDS = ("description", "block", "stem_width", "widths", "depths", "group_width", "se_ratio", "generator",
                    "aliases", "weights") + _SCHEMA2_FIELDS

@@ -149,7 +149,8 @@ def test_unsupported_fields_are_named():
         hf_config.variant_from_config(dict(tiny, layer_type="x", hidden_act="prelu"), "my/config.json")
     assert str(e.value) == ("my/config.json: hidden_act='prelu' is not supported; regnet-zoo builds hidden_act 'relu', "
                             "'gelu', 'gelu_python', 'silu', 'swish', 'gelu_new', 'gelu_fast', 'gelu_pytorch_tanh', "
-                            "'gelu_accurate', 'gelu_python_tanh', 'quick_gelu', 'mish', 'relu6', 'leaky_relu', 'tanh', 'sigmoid', 'linear'")
+                            "'gelu_accurate', 'gelu_python_tanh', 'quick_gelu', 'mish', 'relu6', 'leaky_relu', "
+                            "'tanh', 'sigmoid', 'linear'")
     for act in ("relu2", "laplace", "gelu_10", "xielu"):
         with pytest.raises(WeightsError, match=f"hidden_act='{act}' is not supported"):
             rzt.RegNetModel(rzt.RegNetConfig(**dict(CONFIGS["stem10-y"], hidden_act=act)))

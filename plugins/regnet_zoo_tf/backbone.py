@@ -244,8 +244,8 @@ class RegNetBackbone(FeaturePyramidBackbone):
         output_stride: 32, 16 or 8: stages past that reduction are dilated instead of strided (timm's rule).
         stackwise_bottleneck_widths, stackwise_strides: per stage (default: the stage widths, 2).
         act, norm, norm_group_size, preact, linear_out, final_width, downsample, norm_num_groups, se_act: the
-            network-wide design-space fields of ``regnet_zoo.plan.ArchPlan`` (defaults: RegNet X / Y). A ``features_only`` form
-            (``out_indices``) builds nothing after the last stage, as timm's.
+            network-wide design-space fields of ``regnet_zoo.plan.ArchPlan`` (defaults: RegNet X / Y). A
+            ``features_only`` form (``out_indices``) builds nothing after the last stage, as timm's.
     """
 
     def __init__(self, stem_width, stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths,
