@@ -96,7 +96,6 @@ def child(framework: str, variant: str, path: str) -> dict:
     import gc
 
     import regnet_zoo as rz
-    from regnet_zoo.frameworks import import_object
     from regnet_zoo.plugins import get_host
     from regnet_zoo.weights.source import from_path
 
@@ -104,7 +103,7 @@ def child(framework: str, variant: str, path: str) -> dict:
     t0 = time.perf_counter()
     model = rz.create(variant, framework, num_classes=1000)
     build_s = time.perf_counter() - t0
-    loader = import_object(fw.loader, f"{framework} loader")
+    loader = fw.load_weights
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
         f.write("5")

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Union
 from . import adhoc
 
 from .errors import FrameworkNotInstalledError, PluginError, WeightsError, describe, spell
-from .frameworks import BuildRequest, Framework, FrameworkInfo, WeightSource, import_object
+from .frameworks import BuildRequest, Framework, FrameworkInfo, WeightSource
 from .feature_info import FeatureInfoList, normalize_out_indices
 from .options import parse_options
 from .plan import ArchPlan, build_plan, check_output_stride
@@ -145,8 +145,7 @@ def create(name: VariantSpec, framework: str = "torch", **kwargs: Any):
     the framework's own: ``Framework.options``).
     """
     fw, request = _request(name, framework, **kwargs)
-    builder = import_object(fw.builder, f"framework {fw.name!r} (plugin {fw.plugin!r}) builder")
-    return _labelled(builder(request), request)
+    return _labelled(fw.build(request), request)
 
 
 def _labelled(model: Any, request: BuildRequest) -> Any:

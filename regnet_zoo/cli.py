@@ -311,7 +311,6 @@ def cmd_features(args: argparse.Namespace) -> int:
     """Build a backbone and print its per-stage feature maps on an image (the bundled sample by default)."""
     import numpy as np
 
-    from .frameworks import import_object
     from .preprocessing import SAMPLE_IMAGE, data_config, preprocess
 
     fw = _framework(args.framework, args)
@@ -324,8 +323,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         cfg["input_size"] = args.size
     image = args.image or SAMPLE_IMAGE
     x = preprocess(image, cfg)
-    run = import_object(fw.runner, f"framework {fw.name!r} runner")
-    maps = run(model, x)  # NCHW, whatever the framework's layout
+    maps = fw.run(model, x)  # NCHW, whatever the framework's layout
     layout = fw.layout
     rows = []
     for info, fmap in zip(model.feature_info, maps):
@@ -354,19 +352,19 @@ def cmd_features(args: argparse.Namespace) -> int:
 def _default_target(dst: str) -> str:
     if dst.endswith(".safetensors"):
         return "timm"
-    if dst.endswith(".weights.h5"):
-        return "tf"
-    return "hf"
+    owner = [fw.name for fw in get_host().frameworks.values() if dst.endswith(fw.native_suffixes or ("\0",))]
+    return owner[0] if owner else "hf"
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a checkpoint (file, model directory, name.tag or hub repo) to safetensors, atomically."""
-    from .weights.convert import convert_checkpoint, open_source
+    from .weights.convert import FORMATS, convert_checkpoint, open_source
 
     to = args.to or _default_target(args.dst)
     source = open_source(args.src, keys=args.keys, bgr=not args.keep_bgr)
-    if to in ("torch", "tf", "flax"):  # the weights are loaded into that framework's model first
-        _framework(to, args)
+    native = to not in FORMATS
+    if native:  # the weights are loaded into that framework's model first
+        to = _framework(to, args).name
     out = convert_checkpoint(source, args.dst, to=to, variant=args.variant)
     rec = {"source": source.origin, "key_space": source.key_space, "format": source.format,
            "variant": args.variant or source.variant, "num_classes": source.num_classes, "to": to,
@@ -374,8 +372,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rec, indent=2))
         return 0
-    what = {"timm": "canonical timm names", "hf": "transformers directory (config.json + model.safetensors)",
-            "torch": "torch state_dict names", "tf": "Keras variables", "flax": "NNX state"}[to]
+    what = get_host().framework(to).native_names if native else {
+        "timm": "canonical timm names", "hf": "transformers directory (config.json + model.safetensors)"}[to]
     print(f"{rec['destination']}: {what}, variant {rec['variant']}, "
           f"{rec['num_classes'] or 'no'} classes; from {rec['source']} ({rec['format']}, {rec['key_space']} keys)")
     for note in rec["notes"]:
@@ -403,7 +401,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Classify an image and print the top classes."""
     import numpy as np
 
-    from .frameworks import import_object
     from .preprocessing import data_config, preprocess
 
     if args.top < 1:
@@ -434,8 +431,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                        **({"num_classes": classes} if random else {}))
     cfg = data_config(f"{res.variant.name}.{tag}" if tag else res.variant.name)
     x = preprocess(args.image, cfg)
-    run = import_object(fw.runner, f"framework {fw.name!r} runner")
-    logits = np.asarray(run(model, x), np.float64)[0]
+    logits = np.asarray(fw.run(model, x), np.float64)[0]
     if logits.ndim != 1 or logits.size < 2:
         raise ValueError(f"{args.model} has no classifier (output shape {logits.shape}); predict needs one")
     probs = np.exp(logits - logits.max())
@@ -542,6 +538,8 @@ def add_export_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .weights.convert import targets as convert_targets
+
     parser = argparse.ArgumentParser(prog="regnet-zoo", description="RegNet X/Y variants as data, built in "
                                      "PyTorch, TensorFlow or Flax.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -605,8 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "torch|tf|flax: that framework's own variables (loaded and checked first).")
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
-    p.add_argument("--to", choices=("torch", "tf", "flax", "hf", "timm"),
-                   help="target (default: timm for *.safetensors, tf for *.weights.h5, else hf)")
+    p.add_argument("--to", choices=convert_targets(),
+                   help="target (default: timm for *.safetensors, a framework for its own files such as tf for "
+                        "*.weights.h5, else hf)")
     p.add_argument("--keys", choices=("timm", "hf", "torchvision", "pycls", "vissl"),
                    help="force the source key space (default: detected)")
     p.add_argument("--variant", help="the architecture (default: from config.json or the weight shapes)")

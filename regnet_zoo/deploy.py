@@ -5,7 +5,7 @@ representative data, capacity) before anything is built or written, has the owni
 hidden staging directory beside ``path``, runs the artefact in its runtime on a fixed set of images and compares it
 with the source model, and only then moves it into place. A failed export leaves nothing behind.
 
-The writer contract (``ExportFormat.writer``): ``writer(model, path, request) -> Artefact``; it writes ``path`` (a
+The writer contract (``Framework.write_artefact(format, model, path, request) -> Artefact``): it writes ``path`` (a
 file, or a directory when the format's ``suffix`` is empty; sidecar files such as ONNX external data go beside it)
 and returns an ``Artefact`` whose ``run`` loads what was written and runs it on an NCHW float32 batch.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .errors import ExportError, FrameworkNotInstalledError, PluginError
-from .frameworks import ExportFormat, Framework, import_object
+from .frameworks import ExportFormat, Framework
 from .plugins import get_host
 
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8")
@@ -427,15 +427,13 @@ def export(
         representative = load_representative(representative_data, size, in_chans or 3)
     request = ExportRequest(format=fmt.name, precision=precision, batch=batch, input_size=size,
                             representative=representative, opset=opset)
-    writer = import_object(fmt.writer, f"export format {fmt.name!r} (plugin {fw.plugin!r}) writer")
-    source = import_object(fw.runner, f"framework {fw.name!r} runner")
     with _staging(path) as staged:
-        artefact = writer(model, staged, request)
+        artefact = fw.write_artefact(fmt.name, model, staged, request)
         if not isinstance(artefact, Artefact):
-            raise PluginError(f"the {fmt.name!r} writer of plugin {fw.plugin!r} returned "
+            raise PluginError(f"write_artefact({fmt.name!r}) of plugin {fw.plugin!r} returned "
                               f"{type(artefact).__name__}; expected a regnet_zoo.deploy.Artefact")
         x = verification_images(size, artefact.in_chans)
-        want = _in_batches(lambda b: source(model, b), x, batch)
+        want = _in_batches(lambda b: fw.run(model, b), x, batch)
         got = _in_batches(artefact.run, x, batch)
         if len(got) != len(want) or len(got) != len(artefact.output_names):
             raise ExportError(f"the {fmt.name} artefact returned {len(got)} outputs, the source model {len(want)}")

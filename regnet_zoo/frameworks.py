@@ -1,11 +1,11 @@
-"""Framework backends as records: what a plugin registers, and what the host hands its builder."""
+"""Framework backends as objects: what a plugin registers (a ``Framework`` subclass), and what the host hands it."""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Mapping
 
 from .errors import PluginError
 from .feature_info import FeatureInfoList
@@ -16,23 +16,28 @@ from .variant import Variant, WeightTag
 
 @dataclass(frozen=True)
 class Framework:
-    """A framework backend.
+    """A framework backend: what it is (the fields) and what it does (the methods).
 
-    ``builder``, ``runner`` and ``exporter`` are ``"module:function"`` strings, imported on first use so that
-    registering (and listing) never imports the framework:
+    A plugin registers an instance of its own subclass, which overrides the methods below; they import the
+    framework inside their bodies, so registering (and listing) never imports it. The host calls only these:
 
-    * ``builder(request: BuildRequest)`` returns the model;
-    * ``runner(model, x)`` runs it in inference mode on ``x``, a float32 numpy batch in NCHW, and returns numpy:
-      logits / pooled features (N, K) for a classifier, or the list of NCHW maps of a ``features_only`` model;
-      ``runner(model, x, labels=y)`` returns the loss (a float) by the host's rule (``regnet_zoo.contract``); the
-      batch's dtype is passed through, so the model applies the input contract to it;
-    * ``loader(model, state, strict=True)`` loads canonical (timm-named) numpy weights into a built model; strict
-      loading lists every missing, unexpected and mis-shaped key in one ``WeightsError``;
-    * ``exporter(model)`` returns its weights as a canonical dict of numpy arrays (bit-exact round trip);
-    * ``formats``: the deployment formats it writes (``ExportFormat``; see ``regnet_zoo.deploy``).
+    * ``build(request)`` returns the model for a validated ``BuildRequest``;
+    * ``run(model, x, labels=None)`` runs it in inference mode on ``x``, a numpy batch in NCHW (its dtype passed
+      through, so the model applies the input contract), and returns numpy: logits / pooled features (N, K) for a
+      classifier, or the list of NCHW maps of a ``features_only`` model; with ``labels`` it returns the loss (a
+      float) by the host's rule (``regnet_zoo.contract``);
+    * ``load_weights(model, state, strict=True)`` loads canonical (timm-named) numpy weights into a built model;
+      strict loading lists every missing, unexpected and mis-shaped key in one ``WeightsError``;
+    * ``export_weights(model)`` returns its weights as a canonical dict of numpy arrays (bit-exact round trip);
+    * ``native_weights(model)`` its own variables under the framework's names (``native_names`` says which), and
+      ``save_native(model, path, metadata)`` writes them (default: safetensors; ``convert --to <framework>``);
+    * ``write_artefact(format, model, path, request)`` writes one of its ``formats`` (see ``regnet_zoo.deploy``)
+      and returns the ``Artefact`` that runs the written file in its runtime;
+    * ``owns(model)``: whether ``model`` is one of its models (default: the model's classes come from the plugin's
+      package or a ``requires`` module).
 
     ``layout`` is the layout its models take and return when built with default options (``NCHW`` or ``NHWC``);
-    the runner speaks NCHW whatever it is, and ``regnet-zoo features`` shows shapes in this one.
+    ``run`` speaks NCHW whatever it is, and ``regnet-zoo features`` shows shapes in this one.
 
     Options (``regnet_zoo.options``): the host validates the shared ones; ``options`` is the dataclass of the
     framework's own extras (pure Python, importable without the framework); ``unsupported`` maps a shared option
@@ -40,14 +45,13 @@ class Framework:
     """
 
     name: str
-    builder: str
     requires: tuple[str, ...] = ()  # top-level modules that must be importable
     layout: str = "NCHW"  # of its models' input and maps with default options: NCHW | NHWC
     aliases: tuple[str, ...] = ()
     install_hint: str = ""
-    runner: str | None = None
-    loader: str | None = None
-    exporter: str | None = None
+    native_names: str = ""  # what ``native_weights`` names its variables after, e.g. "Keras variable paths"
+    native_is_canonical: bool = False  # its native names are timm's (a native file reads as a timm checkpoint)
+    native_suffixes: tuple[str, ...] = ()  # file endings ``save_native`` writes in the framework's own format
     blocks: tuple[str, ...] = ("x", "y")  # block types it can build
     design_features: tuple[str, ...] = ()  # plan features beyond the X / Y corner it builds (plan.DESIGN_FEATURES)
     formats: tuple["ExportFormat", ...] = ()
@@ -56,6 +60,38 @@ class Framework:
     limits: Mapping[str, tuple] = field(default_factory=dict)  # shared option -> the values it accepts
     description: str = ""
     plugin: str = ""  # filled in by the host
+
+    def _lacks(self, method: str, what: str):
+        return PluginError(f"framework {self.name!r} (plugin {self.plugin!r}) does not implement {method}(), so it "
+                           f"cannot {what}")
+
+    def build(self, request: "BuildRequest") -> Any:
+        raise self._lacks("build", "build models")
+
+    def run(self, model: Any, x: Any, labels: Any = None) -> Any:
+        raise self._lacks("run", "run models")
+
+    def load_weights(self, model: Any, state: Mapping[str, Any], strict: bool = True) -> None:
+        raise self._lacks("load_weights", "load canonical weights")
+
+    def export_weights(self, model: Any) -> Mapping[str, Any]:
+        raise self._lacks("export_weights", "export canonical weights")
+
+    def native_weights(self, model: Any) -> Mapping[str, Any]:
+        raise self._lacks("native_weights", "write framework-native weights; write canonical weights (--to timm)")
+
+    def save_native(self, model: Any, path: Path, metadata: Mapping[str, str]) -> Path:
+        """Write ``native_weights(model)`` to ``path`` as safetensors (atomically), with ``metadata``."""
+        from .weights import safetensors_io
+
+        return safetensors_io.save(dict(self.native_weights(model)), path, metadata=dict(metadata))
+
+    def write_artefact(self, format: str, model: Any, path: Path, request: Any) -> Any:
+        raise self._lacks("write_artefact", f"write {format!r} files")
+
+    def owns(self, model: Any) -> bool:
+        packages = {c.__module__.split(".")[0] for c in type(model).__mro__}
+        return self.plugin.split(".")[0] in packages or bool(packages & set(self.requires))
 
     @property
     def installed(self) -> bool:
@@ -71,15 +107,12 @@ class Framework:
 class ExportFormat:
     """A deployment format a framework plugin writes from its own models.
 
-    ``writer`` is a ``"module:function"`` string, imported on first use: ``writer(model, path, request)`` writes the
-    artefact at ``path`` (``regnet_zoo.deploy.ExportRequest``) and returns a ``regnet_zoo.deploy.Artefact`` that runs
-    the written file in its runtime. ``suffix`` is the file ending (``""``: the artefact is a directory);
+    Its framework's ``write_artefact(name, model, path, request)`` writes it. ``suffix`` is the file ending (``""``: the artefact is a directory);
     ``requires`` the runtime modules beyond the framework, installed with ``install_hint``; ``max_bytes`` the largest
     weights the format holds, and ``instead`` what to use above it.
     """
 
     name: str
-    writer: str
     suffix: str = ""
     precisions: tuple[str, ...] = ("fp32",)
     requires: tuple[str, ...] = ()
@@ -138,15 +171,3 @@ class BuildRequest:
     def feature_info(self) -> FeatureInfoList:
         """What the model's ``feature_info`` is: the returned maps (features_only) or all five (stem, s1..s4)."""
         return self.plan.feature_info(self.out_indices) if self.features_only else self.plan.all_feature_info()
-
-
-def import_object(spec: str, what: str) -> Callable:
-    """Import ``"module:attr"``; errors name the plugin contract that was broken."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise PluginError(f"{what}: {spec!r} is not a 'module:function' string")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise PluginError(f"{what}: module {module_name!r} has no attribute {attr!r}") from None

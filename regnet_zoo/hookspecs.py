@@ -21,9 +21,9 @@ def register_variants(register):
 
 @hookspec
 def register_frameworks(register):
-    """Hand framework backends to the host: call ``register(Framework(...))`` (see ``regnet_zoo.frameworks``).
-    Must not import the framework itself: ``Framework.builder`` is a ``"module:function"`` string imported on
-    the first ``create``."""
+    """Hand framework backends to the host: call ``register(MyFramework(name=...))`` once per framework, with
+    ``MyFramework`` a subclass of ``regnet_zoo.Framework`` whose methods (build, run, load_weights, export_weights,
+    ...) import the framework inside their bodies, so registering never imports it."""
 
 
 @hookspec(firstresult=True)

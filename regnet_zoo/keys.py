@@ -7,6 +7,7 @@ counters are not part of it). Every framework plugin maps its own variables to a
 
 from __future__ import annotations
 
+from . import layer_table
 from .plan import ArchPlan
 
 BN_PARAMS = ("weight", "bias")
@@ -22,48 +23,20 @@ def stem_conv_key(plan: ArchPlan) -> str:
     return STEM_CONV_KEYS[1] if plan.preact else STEM_CONV_KEYS[0]
 
 
-def _norm(plan: ArchPlan, prefix: str, width: int) -> dict[str, tuple[int, ...]]:
-    """A norm's keys: BN's four, GroupNorm's affine pair."""
-    return {f"{prefix}.{n}": (width,) for n in (BN_KEYS if plan.norm == "batchnorm" else BN_PARAMS)}
-
-
-def _conv(plan: ArchPlan, prefix: str, out_ch: int, in_per_group: int, k: int,
-          norm: bool = True) -> dict[str, tuple[int, ...]]:
-    """timm's ``ConvNormAct`` (``{prefix}.conv.weight`` + ``{prefix}.bn.*``), or a bare conv (``{prefix}.weight``)
-    where ``norm`` is False (pre-activation networks)."""
-    if not norm:
-        return {f"{prefix}.weight": (out_ch, in_per_group, k, k)}
-    return {f"{prefix}.conv.weight": (out_ch, in_per_group, k, k), **_norm(plan, f"{prefix}.bn", out_ch)}
-
-
 def canonical_shapes(plan: ArchPlan, num_classes: int = 1000, in_chans: int = 3) -> dict[str, tuple[int, ...]]:
-    """Every canonical key of ``plan`` with its shape, in timm's ``state_dict`` order."""
-    post = not plan.preact  # ConvNormAct layers; pre-activation networks have bare convs and norms before them
-    shapes = _conv(plan, "stem", plan.stem_width, in_chans, 3, post)
-    for stage in plan.stages:
-        for b in stage.blocks:
-            p, wb = b.name, b.bottleneck_width
-            for i, (c_in, c_out, per_group, k) in enumerate(
-                    ((b.in_width, wb, b.in_width, 1), (wb, wb, wb // b.groups, 3)), start=1):
-                if not post:
-                    shapes.update(_norm(plan, f"{p}.norm{i}", c_in))
-                shapes.update(_conv(plan, f"{p}.conv{i}", c_out, per_group, k, post))
-            if b.se_width:
-                shapes[f"{p}.se.fc1.weight"] = (b.se_width, wb, 1, 1)
-                shapes[f"{p}.se.fc1.bias"] = (b.se_width,)
-                shapes[f"{p}.se.fc2.weight"] = (wb, b.se_width, 1, 1)
-                shapes[f"{p}.se.fc2.bias"] = (wb,)
-            if not post:
-                shapes.update(_norm(plan, f"{p}.norm3", wb))
-            shapes.update(_conv(plan, f"{p}.conv3", b.out_width, wb, 1, post))
-            if b.shortcut_conv:
-                prefix = f"{p}.downsample" + (".1" if b.shortcut == "avg" else "")  # avg: Sequential(pool, conv)
-                shapes.update(_conv(plan, prefix, b.out_width, b.in_width, 1, post))
-    if plan.final_conv_width:
-        shapes.update(_conv(plan, "final_conv", plan.final_conv_width, plan.stages[-1].out_width, 1))
-    if num_classes:
-        shapes["head.fc.weight"] = (num_classes, plan.num_features)
-        shapes["head.fc.bias"] = (num_classes,)
+    """Every canonical key of ``plan`` with its shape, in timm's ``state_dict`` order (read off the layer table)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    norm_keys = BN_KEYS if plan.norm == "batchnorm" else BN_PARAMS  # GroupNorm: the affine pair only
+    for layer in layer_table.layers(plan, num_classes, in_chans):
+        if layer.kind == "conv":
+            shapes[f"{layer.name}.weight"] = (layer.out_width, layer.in_width // layer.groups, layer.kernel,
+                                              layer.kernel)
+        elif layer.kind == "linear":
+            shapes[f"{layer.name}.weight"] = (layer.out_width, layer.in_width)
+        elif layer.kind == "norm":
+            shapes.update({f"{layer.name}.{n}": (layer.out_width,) for n in norm_keys})
+        if layer.bias:
+            shapes[f"{layer.name}.bias"] = (layer.out_width,)
     return shapes
 
 

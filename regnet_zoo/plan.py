@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from . import complexity
+from . import complexity, layer_table
 from .errors import describe
 from .feature_info import NUM_FEATURE_INDICES, FeatureInfo, FeatureInfoList, normalize_out_indices
 from .registry_file import bottleneck_width
@@ -172,6 +172,11 @@ class ArchPlan:
         """Feature metadata for ``out_indices`` (validated, returned in ascending order)."""
         infos = self.all_feature_info()
         return FeatureInfoList(infos[i] for i in normalize_out_indices(out_indices, len(infos)))
+
+    def layers(self, num_classes: int = 1000, in_chans: int = 3) -> "tuple[layer_table.Layer, ...]":
+        """Every layer (conv / norm / act / pool / gate / linear, with widths, groups, strides and timm's module
+        path) in timm's module order: the structural plan ``keys`` and ``complexity`` read."""
+        return layer_table.layers(self, num_classes, in_chans)
 
     def params(self, num_classes: int = 1000, in_chans: int = 3) -> int:
         """Exact parameter count (conv weights, BN affine, SE biases, classifier weight + bias)."""

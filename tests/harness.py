@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 import regnet_zoo as rz
-from regnet_zoo.frameworks import import_object
 from regnet_zoo.keys import canonical_shapes
 from regnet_zoo.plugins import get_host
 
@@ -66,22 +65,18 @@ class Ops:
 
     def __init__(self, framework: str):
         self.framework = get_host().framework(framework)
-        fw = self.framework
-        self._run = import_object(fw.runner, f"{fw.name} runner")
-        self._load = import_object(fw.loader, f"{fw.name} loader")
-        self._export = import_object(fw.exporter, f"{fw.name} exporter")
 
     def create(self, name: str, **kwargs: Any):
         return rz.create(name, framework=self.framework.name, **kwargs)
 
     def load(self, model, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        self._load(model, state, strict=strict)
+        self.framework.load_weights(model, state, strict=strict)
 
     def export(self, model) -> dict[str, np.ndarray]:
-        return self._export(model)
+        return self.framework.export_weights(model)
 
     def run(self, model, x: np.ndarray, labels: np.ndarray | None = None):
-        return self._run(model, x) if labels is None else self._run(model, x, labels=labels)
+        return self.framework.run(model, x, labels=labels)
 
 
 @functools.lru_cache(maxsize=4)

@@ -191,10 +191,7 @@ def test_create_errors(toy_host, tmp_path):
 
 
 def test_toy_runner_shapes(toy_host):
-    from regnet_zoo.frameworks import import_object
-
-    fw = toy_host.framework("toy")
-    run = import_object(fw.runner, "toy runner")
+    run = toy_host.framework("toy").run
     backbone = rz.create("regnetx_002", framework="toy", features_only=True, out_indices=(0, 1, 2, 3, 4))
     shapes = [m.shape for m in run(backbone, np.zeros((1, 3, 64, 64), np.float32))]
     assert shapes == [(1, 32, 32, 32), (1, 24, 16, 16), (1, 56, 8, 8), (1, 152, 4, 4), (1, 368, 2, 2)]

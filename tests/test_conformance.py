@@ -22,7 +22,7 @@ from regnet_zoo.plugins import get_host
 from regnet_zoo.pretrained_cfg import pretrained_cfg
 
 NAME = "regnetx_002"
-FRAMEWORKS = [f.name for f in get_host().frameworks.values() if f.runner and f.loader and f.exporter]
+FRAMEWORKS = [f.name for f in get_host().frameworks.values() if f.installed]
 NCHW = {"data_format": "channels_first"}
 
 

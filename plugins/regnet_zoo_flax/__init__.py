@@ -33,20 +33,54 @@ class FlaxOptions:
 _NOT_YET = "not implemented by the flax plugin yet (torch and tf have it)"
 
 
+class FlaxFramework(Framework):
+    """The flax backend; each method imports JAX / Flax (through this package's modules) when first called."""
+
+    def build(self, request):
+        from .build import build
+
+        return build(request)
+
+    def run(self, model, x, labels=None):
+        from .build import run
+
+        return run(model, x, labels=labels)
+
+    def load_weights(self, model, state, strict=True):
+        from .weights import load_canonical
+
+        load_canonical(model, state, strict=strict)
+
+    def export_weights(self, model):
+        from .weights import export_canonical
+
+        return export_canonical(model)
+
+    def native_weights(self, model):
+        import numpy as np
+        from flax import nnx
+        from flax.traverse_util import flatten_dict
+
+        pure = nnx.state(model).to_pure_dict()
+        return {"/".join(map(str, k)): np.asarray(v) for k, v in flatten_dict(pure).items()}
+
+    def write_artefact(self, format, model, path, request):
+        from .export import write_stablehlo
+
+        return write_stablehlo(model, path, request)
+
+
 @hookimpl
 def register_frameworks(register):
-    register(Framework(
+    register(FlaxFramework(
         name="flax",
         aliases=("jax",),
         requires=("jax", "flax"),
-        builder="regnet_zoo_flax.build:build",
-        runner="regnet_zoo_flax.build:run",
-        loader="regnet_zoo_flax.weights:load_canonical",
-        exporter="regnet_zoo_flax.weights:export_canonical",
         layout="NHWC",
+        native_names="NNX state paths",
         install_hint="pip install 'regnet-zoo[flax]'",
         formats=(
-            ExportFormat("stablehlo", "regnet_zoo_flax.export:write_stablehlo", suffix=".stablehlo",
+            ExportFormat("stablehlo", suffix=".stablehlo",
                          description="jax.export (StableHLO) with a symbolic batch; runs with JAX alone"),
         ),
         options=FlaxOptions,

@@ -31,25 +31,67 @@ class TfOptions:
     name: str | None = None
 
 
+class TfFramework(Framework):
+    """The tf backend; each method imports TensorFlow / Keras (through this package's modules) when first called."""
+
+    def build(self, request):
+        from .build import build
+
+        return build(request)
+
+    def run(self, model, x, labels=None):
+        from .build import run
+
+        return run(model, x, labels=labels)
+
+    def load_weights(self, model, state, strict=True):
+        from .weights import load_canonical
+
+        load_canonical(model, state, strict=strict)
+
+    def export_weights(self, model):
+        from .weights import export_canonical
+
+        return export_canonical(model)
+
+    def native_weights(self, model):
+        import numpy as np
+
+        return {v.path: np.asarray(v) for v in model.weights}
+
+    def save_native(self, model, path, metadata):
+        """``*.weights.h5``: Keras' own ``save_weights`` file; else safetensors of the Keras variable paths."""
+        if not path.name.endswith(".weights.h5"):
+            return super().save_native(model, path, metadata)
+        from regnet_zoo.weights.atomic import atomic_path
+
+        with atomic_path(path, suffix=".weights.h5") as tmp:
+            model.save_weights(str(tmp))
+        return path
+
+    def write_artefact(self, format, model, path, request):
+        from . import export
+
+        return {"tflite": export.write_tflite, "saved_model": export.write_saved_model}[format](model, path, request)
+
+
 @hookimpl
 def register_frameworks(register):
-    register(Framework(
+    register(TfFramework(
         name="tf",
         aliases=("tensorflow", "keras"),
         requires=("tensorflow", "keras", "keras_hub"),
-        builder="regnet_zoo_tf.build:build",
-        runner="regnet_zoo_tf.build:run",
-        loader="regnet_zoo_tf.weights:load_canonical",
-        exporter="regnet_zoo_tf.weights:export_canonical",
         layout="NHWC",
+        native_names="Keras variable paths",
+        native_suffixes=(".weights.h5",),
         design_features=DESIGN_FEATURES,  # all of them, in the Keras model and the fast path (fast.py)
         install_hint="pip install 'regnet-zoo[tf]'",
         formats=(
-            ExportFormat("tflite", "regnet_zoo_tf.export:write_tflite", suffix=".tflite",
+            ExportFormat("tflite", suffix=".tflite",
                          precisions=("fp32", "fp16", "int8_dynamic", "int8"), max_bytes=2**31 - 2**26,
                          instead="onnx (weights in external data) or saved_model",
                          description="TFLite / LiteRT flatbuffer: BN folded, native grouped CONV_2D, fp16 / int8"),
-            ExportFormat("saved_model", "regnet_zoo_tf.export:write_saved_model",
+            ExportFormat("saved_model",
                          description="TensorFlow SavedModel directory, serving_default signature"),
         ),
         options=TfOptions,

@@ -18,22 +18,57 @@ class TorchOptions:
     # FeatureGraphNet (torchvision FX extraction of the backbone, state_dict names prefixed "graph_module.")
 
 
+class TorchFramework(Framework):
+    """The torch backend; each method imports torch (through this package's modules) when first called."""
+
+    def build(self, request):
+        from .build import build
+
+        return build(request)
+
+    def run(self, model, x, labels=None):
+        from .build import run
+
+        return run(model, x, labels=labels)
+
+    def load_weights(self, model, state, strict=True):
+        from .weights import load_canonical
+
+        load_canonical(model, state, strict=strict)
+
+    def export_weights(self, model):
+        from .weights import export_canonical
+
+        return export_canonical(model)
+
+    def native_weights(self, model):
+        from .weights import native_state
+
+        return native_state(model)
+
+    def save_native(self, model, path, metadata):
+        return super().save_native(model, path, {**metadata, "format": "pt"})  # safetensors' torch convention
+
+    def write_artefact(self, format, model, path, request):
+        from . import export
+
+        return {"onnx": export.write_onnx, "torch_export": export.write_torch_export}[format](model, path, request)
+
+
 @hookimpl
 def register_frameworks(register):
-    register(Framework(
+    register(TorchFramework(
         name="torch",
         aliases=("pt", "pytorch"),
         requires=("torch", "timm"),
-        builder="regnet_zoo_torch.build:build",
-        runner="regnet_zoo_torch.build:run",
-        loader="regnet_zoo_torch.weights:load_canonical",
-        exporter="regnet_zoo_torch.weights:export_canonical",
         install_hint="pip install 'regnet-zoo[torch]'",
+        native_names="torch state_dict names",
+        native_is_canonical=True,
         formats=(
-            ExportFormat("onnx", "regnet_zoo_torch.export:write_onnx", suffix=".onnx",
+            ExportFormat("onnx", suffix=".onnx",
                          requires=("onnx", "onnxruntime", "onnxscript"), install_hint=EXPORT_HINT,
                          description="ONNX (dynamo exporter), run in ONNX Runtime; external data above 2 GB"),
-            ExportFormat("torch_export", "regnet_zoo_torch.export:write_torch_export", suffix=".pt2",
+            ExportFormat("torch_export", suffix=".pt2",
                          description="torch.export ExportedProgram (torch.export.save / load)"),
         ),
         options=TorchOptions,

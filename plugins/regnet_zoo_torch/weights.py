@@ -90,4 +90,13 @@ def export_canonical(model: nn.Module) -> dict[str, np.ndarray]:
     return out
 
 
-__all__ = ["export_canonical", "load_canonical"]
+def native_state(model: nn.Module) -> dict[str, np.ndarray]:
+    """``model.state_dict()`` (what ``load_state_dict`` takes) as numpy arrays, bfloat16 widened to float32."""
+    out = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        out[k] = (v.float() if v.dtype == torch.bfloat16 else v).numpy()
+    return out
+
+
+__all__ = ["export_canonical", "load_canonical", "native_state"]

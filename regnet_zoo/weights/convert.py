@@ -6,10 +6,10 @@ Targets (every write is atomic; nothing is left behind on error):
   framework (``create(..., pretrained=path)``) load it.
 * ``hf``: a transformers directory (``config.json`` + ``model.safetensors``) for ``from_pretrained`` in PyTorch,
   and in TF / Flax with ``from_pt=True``.
-* ``torch`` | ``tf`` | ``flax``: the weights are loaded strictly into that framework's regnet-zoo model, checked to
-  export back bit-exactly, and its own variables are written under their own names: torch ``state_dict`` keys
-  (``model.load_state_dict``), Keras variable paths, or NNX state paths, as safetensors. For tf a destination
-  ending in ``.weights.h5`` gets Keras' native ``save_weights`` file instead.
+* a registered framework's name (``torch``, ``tf``, ``flax``, or a plugin's): the weights are loaded strictly into
+  that framework's regnet-zoo model, checked to export back bit-exactly, and the backend writes its own variables
+  under its own names (``Framework.save_native``: torch ``state_dict`` keys, Keras variable paths or NNX state paths
+  as safetensors; a tf destination ending in ``.weights.h5`` gets Keras' own ``save_weights`` file).
 """
 
 from __future__ import annotations
@@ -18,15 +18,20 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import UnknownVariantError, WeightsError
+from ..errors import UnknownFrameworkError, UnknownVariantError, WeightsError
+from ..plugins import get_host
+from ..registry import close_matches
 from ..variant import Variant
-from . import hub, safetensors_io
-from .atomic import atomic_path
+from . import hub
 from .checkpoint import Checkpoint, read_checkpoint
-from .export import export_state, load_state, native_state
 from .save import resolve_variant, save_canonical, save_pretrained
 
-TARGETS = ("timm", "hf", "torch", "tf", "flax")
+FORMATS = ("timm", "hf")  # the framework-free targets; every registered framework is one too
+
+
+def targets() -> tuple[str, ...]:
+    """What ``convert_checkpoint(..., to=...)`` accepts."""
+    return (*FORMATS, *get_host().frameworks)
 
 
 def open_source(source: str | os.PathLike, *, keys: str | None = None, bgr: bool = True) -> Checkpoint:
@@ -56,21 +61,16 @@ def _native(ck: Checkpoint, variant: "str | Variant", framework: str, dst: Path)
 
     from ..api import create
 
-    model = create(variant, framework, num_classes=ck.num_classes)
-    load_state(model, ck.state, framework, strict=True)
-    exported = export_state(model, framework)
+    fw = get_host().framework(framework)
+    model = create(variant, fw.name, num_classes=ck.num_classes)
+    fw.load_weights(model, ck.state, strict=True)
+    exported = fw.export_weights(model)
     bad = [k for k, v in ck.state.items() if not np.array_equal(exported[k], np.asarray(v).astype(exported[k].dtype))]
     if bad:
-        raise WeightsError(f"{ck.origin}: the {framework} model does not hold the weights exactly after loading "
+        raise WeightsError(f"{ck.origin}: the {fw.name} model does not hold the weights exactly after loading "
                            f"({len(bad)} tensors differ, e.g. {bad[0]}); nothing was written")
-    if framework == "tf" and dst.name.endswith(".weights.h5"):
-        with atomic_path(dst, suffix=".weights.h5") as tmp:
-            model.save_weights(str(tmp))
-        return dst
-    return safetensors_io.save(native_state(model, framework), dst,
-                               metadata={"format": "pt" if framework == "torch" else framework,
-                                         "regnet_zoo_variant": getattr(variant, "name", variant),
-                                         "regnet_zoo_framework": framework})
+    return fw.save_native(model, dst, {"format": fw.name, "regnet_zoo_variant": getattr(variant, "name", variant),
+                                       "regnet_zoo_framework": fw.name})
 
 
 def convert_checkpoint(source: str | os.PathLike | Checkpoint, destination: str | os.PathLike, *, to: str = "timm",
@@ -80,8 +80,13 @@ def convert_checkpoint(source: str | os.PathLike | Checkpoint, destination: str 
     ``keys`` forces the source key space, ``variant`` the architecture (checked against the shapes), ``bgr=False``
     keeps a pycls stem in BGR order.
     """
-    if to not in TARGETS:
-        raise ValueError(f"unknown target {to!r}; choose one of {', '.join(TARGETS)}")
+    if to not in FORMATS:
+        try:
+            to = get_host().framework(to).name
+        except UnknownFrameworkError:
+            close = close_matches(str(to), list(targets()))
+            raise ValueError(f"unknown target {to!r}{f' (did you mean {close[0]!r}?)' if close else ''}; choose one "
+                             f"of {', '.join(targets())}") from None
     ck = source if isinstance(source, Checkpoint) else open_source(source, keys=keys, bgr=bgr)
     name = resolve_variant(ck.state, variant or ck.variant, ck.origin)
     dst = Path(destination).expanduser()

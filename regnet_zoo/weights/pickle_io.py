@@ -4,11 +4,12 @@ A pickle can name any Python callable and have the loader call it, so a checkpoi
 input. Two readers, both allow-listing what a weights file legitimately contains and refusing everything else
 with an ``UnsafeCheckpointError`` before anything runs:
 
-* with torch installed: ``torch.load(..., weights_only=True)`` (torch's restricted unpickler), memory-mapped for
-  the zip format torch has written since 1.6;
-* without torch: ``RestrictedUnpickler`` below reads torch's zip format, and ``LegacyUnpickler`` the legacy
-  (pre-1.6) format of pycls's and early VISSL's checkpoints, into numpy, allowing only the globals a
-  ``state_dict`` needs (``OrderedDict``, ``torch._utils._rebuild_tensor_v2``, the storage types).
+* by default (``backend="auto"`` / ``"numpy"``), torch or not: ``RestrictedUnpickler`` below reads torch's zip
+  format (written since 1.6) into numpy arrays memory-mapped from the file (copy-on-write, so the checkpoint is
+  never read twice into memory), and ``LegacyUnpickler`` the legacy (pre-1.6) format of pycls's and early VISSL's
+  checkpoints, allowing only the globals a ``state_dict`` needs (``OrderedDict``,
+  ``torch._utils._rebuild_tensor_v2``, the storage types);
+* ``backend="torch"``: ``torch.load(..., weights_only=True, mmap=True)`` (torch's restricted unpickler).
 
 A file that does not load gets an error in our words saying what is wrong with it (``diagnose``: bad magic,
 truncated zip, CRC failure, unknown pickle opcode, truncated pickle, not a torch checkpoint), never a reader's own
@@ -242,12 +243,18 @@ class _StorageType:
 
 
 def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+    """A view of ``storage`` when the tensor is C-contiguous (no copy of a memory-mapped file), else a copy."""
+    import math
+
     import numpy as np
 
-    if not size:
-        return storage[offset:offset + 1].reshape(()).copy()
+    size, stride = tuple(size), tuple(stride)
+    numel = math.prod(size)
+    contiguous = all(st == math.prod(size[i + 1:]) for i, (n, st) in enumerate(zip(size, stride)) if n > 1)
+    if contiguous:
+        return storage[offset:offset + numel].reshape(size)
     itemsize = storage.dtype.itemsize
-    return np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
+    return np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
                                            strides=tuple(s * itemsize for s in stride)).copy()
 
 
@@ -281,13 +288,32 @@ class RestrictedUnpickler(pickle.Unpickler):
         if key not in self._storages:
             if not isinstance(storage_type, _StorageType):
                 raise _refused(self.path, f"storage type {storage_type!r}")
-            raw = self.archive.read(f"{self.prefix}/data/{key}")
+            dtype = np.dtype("<u2" if storage_type.dtype == "bf16" else storage_type.dtype)
+            arr = self._mapped(f"{self.prefix}/data/{key}", dtype)
             if storage_type.dtype == "bf16":
-                arr = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-            else:
-                arr = np.frombuffer(raw, storage_type.dtype)
+                arr = (arr.astype(np.uint32) << 16).view(np.float32)
             self._storages[key] = arr
         return self._storages[key]
+
+
+    def _mapped(self, member: str, dtype):
+        """The bytes of an archive member as a copy-on-write memory map (torch stores storages uncompressed), or
+        read into memory when a member is compressed."""
+        import numpy as np
+
+        info = self.archive.getinfo(member)
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size < dtype.itemsize:
+            return np.frombuffer(bytearray(self.archive.read(member)), dtype)
+        with open(self.path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise CorruptCheckpointError(f"{self.path}: damaged zip archive (no local header for {member})")
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+        if start + info.file_size > self.path.stat().st_size:
+            raise CorruptCheckpointError(f"{self.path}: truncated: the tensor data ends early ({member})")
+        count = info.file_size // dtype.itemsize
+        return np.memmap(self.path, dtype, mode="c", offset=start, shape=(count,)).view(np.ndarray)
 
 
 class _LazyTensor:
@@ -370,11 +396,15 @@ def _legacy_load(path: Path) -> Any:
             storage = unpickler.storages[str(key)]
             count = int(np.frombuffer(f.read(8), "<i8")[0])
             dtype = np.dtype("<u2" if storage.dtype == "bf16" else storage.dtype)
-            raw = f.read(count * dtype.itemsize)
-            if len(raw) != count * dtype.itemsize:
-                raise CorruptCheckpointError(f"{path}: truncated: the tensor data ends early ({len(raw):,} of a "
+            left = os.fstat(f.fileno()).st_size - f.tell()
+            if not 0 <= count * dtype.itemsize <= left:
+                raise CorruptCheckpointError(f"{path}: truncated: the tensor data ends early ({max(left, 0):,} of a "
                                              f"storage's {count * dtype.itemsize:,} bytes)")
-            arr = np.frombuffer(raw, dtype)
+            arr = np.empty(count, dtype)  # read straight into a writable array
+            got = f.readinto(memoryview(arr).cast("B")) if count else 0
+            if got != count * dtype.itemsize:
+                raise CorruptCheckpointError(f"{path}: truncated: the tensor data ends early ({got:,} of a "
+                                             f"storage's {count * dtype.itemsize:,} bytes)")
             storage.data = (arr.astype(np.uint32) << 16).view(np.float32) if storage.dtype == "bf16" else arr
     return _materialized(obj)
 
@@ -410,13 +440,11 @@ def _numpy_load(path: Path) -> Any:
 
 
 def load(path: str | os.PathLike, *, backend: str = "auto") -> Any:
-    """The object in a pickle checkpoint, tensors as numpy arrays. ``backend``: ``auto`` | ``torch`` | ``numpy``."""
-    import importlib.util
-
+    """The object in a pickle checkpoint, tensors as numpy arrays. ``backend``: ``auto`` (= ``numpy``, memory-mapped
+    for the zip format) | ``numpy`` | ``torch`` (``torch.load``)."""
     path = Path(path)
     if backend not in ("auto", "torch", "numpy"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'numpy', got {backend!r}")
     if path.stat().st_size == 0:
         raise CorruptCheckpointError(f"{path}: empty file")
-    use_torch = backend == "torch" or (backend == "auto" and importlib.util.find_spec("torch") is not None)
-    return _torch_load(path) if use_torch else _numpy_load(path)
+    return _torch_load(path) if backend == "torch" else _numpy_load(path)

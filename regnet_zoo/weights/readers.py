@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightsError
+from ..plugins import get_host
 from . import hf_formats, pickle_io, safetensors_io
 from .containers import unwrap
 from .safetensors_io import CorruptCheckpointError
@@ -88,14 +89,16 @@ def _kind(path: Path) -> str:
                            f"*.index.json and transformers model directories") from None
 
 
-def _refuse_native(path: Path, framework: str | None) -> None:
-    """Framework-native files (``convert --to tf|flax``) hold one framework's own variable names."""
-    if framework in ("tf", "flax"):
-        how = "model.load_weights(path)" if path.name.endswith(".weights.h5") else \
-            "the framework's own loading (see regnet_zoo.weights.convert)"
-        raise WeightsError(f"{path}: a {framework}-native weights file (its variables under the framework's own "
-                           f"names), not a checkpoint in a RegNet key space; load it into a model built with "
-                           f"rz.create(..., framework={framework!r}) using {how}, or convert the original checkpoint")
+def _refuse_native(path: Path, framework: str | None, how: str = "") -> None:
+    """Framework-native files (``convert --to <framework>``) hold one framework's own variable names, unless that
+    framework's are the canonical ones."""
+    fw = get_host().frameworks.get(framework) if framework else None
+    if framework is None or fw is not None and fw.native_is_canonical:
+        return
+    how = how or "the framework's own loading (see regnet_zoo.weights.convert)"
+    raise WeightsError(f"{path}: a {framework}-native weights file (its variables under the framework's own "
+                       f"names), not a checkpoint in a RegNet key space; load it into a model built with "
+                       f"rz.create(..., framework={framework!r}) using {how}, or convert the original checkpoint")
 
 
 def _read_files(kind: str, files: list[Path], pickle_backend: str) -> tuple[dict[str, Any], str | None, str | None]:
@@ -114,7 +117,7 @@ def _read_files(kind: str, files: list[Path], pickle_backend: str) -> tuple[dict
         return state, wrapper, None
     if kind == "tf-h5":
         if files[0].name.endswith(".weights.h5"):
-            _refuse_native(files[0], "tf")
+            _refuse_native(files[0], "tf", how="model.load_weights(path)")  # Keras' own weights file
         return hf_formats.read_tf_h5(files), None, "hf"
     if kind == "flax-msgpack":
         return hf_formats.read_flax_msgpack(files), None, "hf"

@@ -5,4 +5,4 @@ from regnet_zoo import Framework, hookimpl
 
 @hookimpl
 def register_frameworks(register):
-    register(Framework(name="pytorch", builder="nowhere:build"))
+    register(Framework(name="pytorch"))

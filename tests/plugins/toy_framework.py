@@ -66,11 +66,26 @@ def write_toy(model, path, request):
     return Artefact(run=run_artefact, output_names=names, notes={"runtime": "toy"})
 
 
+class ToyFramework(Framework):
+    def build(self, request):
+        return build(request)
+
+    def run(self, model, x, labels=None):
+        return run(model, x)
+
+    def load_weights(self, model, state, strict=True):
+        load(model, state, strict)
+
+    def export_weights(self, model):
+        return export(model)
+
+    def write_artefact(self, format, model, path, request):
+        return write_toy(model, path, request)
+
+
 @hookimpl
 def register_frameworks(register):
-    register(Framework(name="toy", aliases=("toyfw",), requires=("json",), builder="toy_framework:build",
-                       runner="toy_framework:run", loader="toy_framework:load", exporter="toy_framework:export",
-                       install_hint="pip install toy", description="a test double", options=ToyOptions,
-                       formats=(ExportFormat("toyfmt", "toy_framework:write_toy", suffix=".toy"),)))
-    register(Framework(name="ghost", requires=("definitely_not_installed_xyz",), builder="nowhere:build",
+    register(ToyFramework(name="toy", aliases=("toyfw",), requires=("json",), install_hint="pip install toy",
+                          description="a test double", options=ToyOptions, formats=(ExportFormat("toyfmt", suffix=".toy"),)))
+    register(Framework(name="ghost", requires=("definitely_not_installed_xyz",),
                        install_hint="pip install 'regnet-zoo[ghost]'"))

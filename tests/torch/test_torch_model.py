@@ -57,6 +57,36 @@ def test_names_are_timms(name):
     assert [n for n, _ in ours.named_modules()] == [n for n, _ in ref.named_modules()]
 
 
+@pytest.mark.parametrize("name", ["regnety_002", "regnetv_040", "regnetz_005", "regnety_040_sgn", "regnetx_002"])
+def test_layer_table_is_timms_module_tree(name):
+    """The structural plan (``plan.layers()``) names timm's modules, with their types and shapes, and misses none
+    that holds weights or acts (built on meta; ``regnetv_040``: pre-activation + avg shortcut, ``regnetz_005``:
+    linear_out + final conv, ``regnety_040_sgn``: GroupNorm + SiLU)."""
+    from timm.layers import GroupNorm
+
+    with torch.device("meta"):
+        ref = timm.create_model(name)
+    modules = dict(ref.named_modules())
+    table = rz.plan(name).layers()
+    kinds = {"conv": nn.Conv2d, "linear": nn.Linear, "norm": (nn.BatchNorm2d, GroupNorm, nn.GroupNorm),
+             "pool": nn.AvgPool2d}
+    for layer in table:
+        module = modules[layer.name]
+        if layer.kind in kinds:
+            assert isinstance(module, kinds[layer.kind]), (layer, module)
+        else:  # act / gate: a real function, not an Identity placeholder
+            assert not isinstance(module, nn.Identity), (layer, module)
+        if layer.kind == "conv":
+            got = (module.in_channels, module.out_channels, module.kernel_size[0], module.stride[0], module.groups,
+                   module.dilation[0], module.bias is not None)
+            assert got == (layer.in_width, layer.out_width, layer.kernel, layer.stride, layer.groups, layer.dilation,
+                           layer.bias), layer.name
+        if layer.kind == "norm":
+            assert getattr(module, "num_features", getattr(module, "num_channels", None)) == layer.out_width
+    weighted = {n for n, m in ref.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.GroupNorm))}
+    assert weighted == {layer.name for layer in table if layer.kind in ("conv", "linear", "norm")}
+
+
 @pytest.mark.parametrize("name", LARGE_VARIANTS)
 def test_large_variants_on_meta(name):
     t0 = time.perf_counter()

@@ -12,7 +12,6 @@ import pytest
 import torch  # noqa: F401  (tests/conftest.py imported torch + torch._dynamo before TensorFlow)
 import regnet_zoo as rz
 from regnet_zoo.errors import WeightsError
-from regnet_zoo.frameworks import import_object
 from regnet_zoo.plugins import get_host
 from regnet_zoo.weights import hf_config, save as save_module
 from regnet_zoo.weights.checkpoint import read_checkpoint
@@ -26,7 +25,7 @@ FRAMEWORKS = [f for f, mods in REQUIRES.items() if all(importlib.util.find_spec(
 
 def _run(framework: str, model, x=X) -> np.ndarray:
     fw = get_host().framework(framework)
-    return np.asarray(import_object(fw.runner, "runner")(model, x))
+    return np.asarray(fw.run(model, x))
 
 
 def _close(a, b, exact: bool):
@@ -79,7 +78,7 @@ def test_save_pretrained_from_every_framework(framework, tmp_path):
     state = torch_state(timm_model("regnety_002"))
     model = rz.create("regnety_002", framework)
     fw = get_host().framework(framework)
-    import_object(fw.loader, "loader")(model, {k: v for k, v in state.items() if "num_batches" not in k})
+    fw.load_weights(model, {k: v for k, v in state.items() if "num_batches" not in k})
     rz.save_pretrained(model, tmp_path / "hf")  # the framework is found from the model's type
     back = read_checkpoint(tmp_path / "hf")
     assert back.variant == "regnety_002"
