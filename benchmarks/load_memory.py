@@ -9,7 +9,7 @@ starts from. It then loads the file the way ``create(..., pretrained=path)`` doe
 ``resolve_weights`` plugin: memory-mapped safetensors -> canonical numpy views -> the framework's ``loader`` hook)
 and reads ``VmHWM``. ``extra = VmHWM - RSS before loading``; ``ratio = extra / file size``. A sampling thread
 splits the peak into anonymous memory and mapped file pages (page cache counted in RSS because it is mapped).
-A second torch case loads a zip ``pytorch_model.bin`` (``torch.load(weights_only=True, mmap=True)``).
+A second torch case loads a zip ``pytorch_model.bin`` (the host's numpy reader, memory-mapped copy-on-write).
 
     python benchmarks/load_memory.py                 # regnety_1280, torch + flax (+ tf if installed)
     python benchmarks/load_memory.py --quick --json  # regnety_160 (~0.33 GB); last stdout line is JSON rows

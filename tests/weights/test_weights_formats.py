@@ -131,8 +131,28 @@ def test_torch_load_is_called_with_weights_only(tmp_path, monkeypatch):
     real = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real(*a, **k))
     torch.save({"a": torch.ones(2)}, tmp_path / "a.pth")
-    pickle_io.load(tmp_path / "a.pth")
+    pickle_io.load(tmp_path / "a.pth", backend="torch")
     assert calls == [{"map_location": "cpu", "weights_only": True, "mmap": True}]
+
+
+def test_pickles_are_read_without_torch_memory_mapped(tmp_path, monkeypatch):
+    """With torch installed too, the host's numpy reader reads torch's zip format: no torch.load, and contiguous
+    tensors are copy-on-write maps of the file (writable; writes never reach the file)."""
+    import mmap
+
+    import torch
+
+    torch.save({"w": torch.arange(6.0).reshape(2, 3), "t": torch.arange(6.0).reshape(2, 3).t()}, tmp_path / "a.pth")
+    before = (tmp_path / "a.pth").read_bytes()
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    state = pickle_io.load(tmp_path / "a.pth")
+    base = state["w"]
+    while getattr(base, "base", None) is not None and not isinstance(base, mmap.mmap):
+        base = base.base
+    assert isinstance(base, mmap.mmap)
+    assert np.array_equal(state["w"], np.arange(6.0).reshape(2, 3)) and np.array_equal(state["t"], state["w"].T)
+    state["w"][0, 0] = 42.0
+    assert (tmp_path / "a.pth").read_bytes() == before
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
@@ -263,11 +283,11 @@ def test_a_legacy_file_cut_in_its_tensor_data(tmp_path):
     raw = (tmp_path / "legacy.pth").read_bytes()
     (tmp_path / "bad.pth").write_bytes(raw[:-100])
     with pytest.raises(CorruptCheckpointError) as e:
-        read_checkpoint(tmp_path / "bad.pth")
+        read_checkpoint(tmp_path / "bad.pth", pickle_backend="torch")
     assert str(e.value) == (f"{tmp_path / 'bad.pth'}: truncated: the tensor data ends early (RuntimeError: unexpected "
                             f"EOF, expected 100 more bytes. The file might be corrupted.)")
-    with pytest.raises(CorruptCheckpointError) as e:  # the host's own reader of the legacy format
-        read_checkpoint(tmp_path / "bad.pth", pickle_backend="numpy")
+    with pytest.raises(CorruptCheckpointError) as e:  # the host's own reader of the legacy format (the default)
+        read_checkpoint(tmp_path / "bad.pth")
     assert str(e.value) == (f"{tmp_path / 'bad.pth'}: truncated: the tensor data ends early (3,900 of a storage's "
                             f"4,000 bytes)")
 
@@ -288,7 +308,7 @@ def test_torch_advice_never_reaches_the_user(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "load", fails)
     with pytest.raises(CorruptCheckpointError) as e:
-        pickle_io.load(tmp_path / "a.pth")
+        pickle_io.load(tmp_path / "a.pth", backend="torch")
     assert str(e.value) == (f"{tmp_path / 'a.pth'}: not a readable torch checkpoint (UnpicklingError: memo key 7 is "
                             f"missing)")
 
