@@ -1,7 +1,7 @@
-"""The forward pass both module forms share: layout, stages, frozen prefix, outputs, loss.
+"""The network's forward pass: layout, stages, frozen prefix, outputs, loss.
 
-The NNX and linen modules only own parameters; they hand this function their stem / stage callables, so both
-forms run the very same computation.
+The NNX module owns the parameters and hands this function its stem / stage callables (the linen form is that
+module through ``nnx.bridge``, so it runs the very same computation).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 Flax NNX modules, built from a regnet-zoo plan.
 
 The variable tree mirrors timm's module names (``stem/conv/kernel``, ``s2/b1/conv2/bn/mean``,
-``s3/b4/se/fc1/bias``, ``head/fc/kernel``), so canonical weights map to it by name, and the linen form
-(``linen_model.py``) has exactly the same tree: ``nnx.split(model, nnx.Param, nnx.BatchStat)`` gives the
-``params`` and ``batch_stats`` of ``RegNetLinen.init``.
+``s3/b4/se/fc1/bias``, ``head/fc/kernel``), so canonical weights map to it by name. The linen form
+(``linen_model.py``) is this module through ``nnx.bridge``: ``nnx.split(model, nnx.Param, nnx.BatchStat)`` gives
+the ``params`` and ``batch_stats`` of ``RegNetLinen.init``.
 
 Mode is NNX-style state: ``model.train()`` makes every BN use and update batch statistics, ``model.eval()``
 (the default after ``create``) uses the running ones; ``nnx.view(model, use_running_average=...)`` works too.
