@@ -37,15 +37,14 @@ class Checkpoint:
         return match.head_classes(self.state)
 
 
-def read_checkpoint(path: str | os.PathLike, *, keys: str | None = None, bgr: bool = True,
-                    pickle_backend: str = "auto") -> Checkpoint:
+def read_checkpoint(path: str | os.PathLike, *, keys: str | None = None, bgr: bool = True) -> Checkpoint:
     """Read ``path`` (a checkpoint file, a sharded ``*.index.json``, or a model directory) into canonical weights.
 
     ``keys`` forces the source key space (``timm``, ``hf``, ``torchvision``, ``pycls``, ``vissl``); by default it is
     detected from the tensor names. ``bgr=False`` keeps a pycls stem in BGR order. Pickles are read with a
-    restricted unpickler (``pickle_backend``: ``auto`` | ``torch`` | ``numpy``) and never execute code.
+    restricted unpickler into numpy (memory-mapped; torch is not needed) and never execute code.
     """
-    raw = readers.read(path, pickle_backend=pickle_backend)
+    raw = readers.read(path)
     origin = str(Path(path).expanduser())
     if keys is not None and raw.key_space is not None and keys != raw.key_space:
         raise WeightsError(f"{origin}: a transformers {raw.format} file is always in the {raw.key_space!r} key space, "

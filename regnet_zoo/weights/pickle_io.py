@@ -1,19 +1,16 @@
 """Pickle-based checkpoints (``.pth``, ``.pt``, ``.bin``, ``.pyth``, ``.torch``) read as data, never as code.
 
 A pickle can name any Python callable and have the loader call it, so a checkpoint from the internet is untrusted
-input. Two readers, both allow-listing what a weights file legitimately contains and refusing everything else
-with an ``UnsafeCheckpointError`` before anything runs:
-
-* by default (``backend="auto"`` / ``"numpy"``), torch or not: ``RestrictedUnpickler`` below reads torch's zip
-  format (written since 1.6) into numpy arrays memory-mapped from the file (copy-on-write, so the checkpoint is
-  never read twice into memory), and ``LegacyUnpickler`` the legacy (pre-1.6) format of pycls's and early VISSL's
-  checkpoints, allowing only the globals a ``state_dict`` needs (``OrderedDict``,
-  ``torch._utils._rebuild_tensor_v2``, the storage types);
-* ``backend="torch"``: ``torch.load(..., weights_only=True, mmap=True)`` (torch's restricted unpickler).
+input. The readers here need no torch (installed or not, it is never imported): ``RestrictedUnpickler`` reads
+torch's zip format (written since 1.6) into numpy arrays memory-mapped from the file (copy-on-write, so the
+checkpoint is never read twice into memory), and ``LegacyUnpickler`` the legacy (pre-1.6) format of pycls's and
+early VISSL's checkpoints. Both allow only the globals a ``state_dict`` needs (``OrderedDict``,
+``torch._utils._rebuild_tensor_v2``, the storage types) and refuse everything else with an
+``UnsafeCheckpointError`` before anything runs.
 
 A file that does not load gets an error in our words saying what is wrong with it (``diagnose``: bad magic,
 truncated zip, CRC failure, unknown pickle opcode, truncated pickle, not a torch checkpoint), never a reader's own
-text: torch's advises re-running with ``weights_only=False``, which executes an untrusted file's code.
+text.
 """
 
 from __future__ import annotations
@@ -184,51 +181,15 @@ def _diagnosed(path: Path) -> WeightsError | None:
 
 
 def _unreadable(path: Path, error: BaseException) -> WeightsError:
-    """The error for a pickle checkpoint that did not load: what is wrong with the file, in our words. A reader's
-    own text is never passed on whole: torch's advises ``weights_only=False``, unsafe for untrusted files."""
+    """The error for a pickle checkpoint that did not load: what is wrong with the file, in our words."""
     diagnosed = _diagnosed(path)
     if diagnosed is not None:
         return diagnosed
-    text = str(error)
-    if "Unsupported" in text:  # torch's restricted unpickler refused an opcode or class in a well-formed pickle
-        return _refused(path, "a Python object that is not a tensor")
-    m = re.search(r"WeightsUnpickler error:\s*(.*)", text, re.S)  # the cause inside torch's weights_only advice
-    line = next((ln.strip() for ln in (m.group(1) if m else text).splitlines() if ln.strip()), "")
-    if "weights_only" in line or "weights only" in line.lower():
-        line = ""
+    line = next((ln.strip() for ln in str(error).splitlines() if ln.strip()), "")
     reason = f"{type(error).__name__}: {line[:160]}" if line else type(error).__name__
     if re.search(r"EOF|end of (file|data)", line):
         return CorruptCheckpointError(f"{path}: truncated: the tensor data ends early ({reason})")
     return CorruptCheckpointError(f"{path}: not a readable torch checkpoint ({reason})")
-
-
-# -- torch ------------------------------------------------------------------------------------------------------
-def _to_numpy(obj: Any) -> Any:
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach()
-        if t.dtype in (torch.bfloat16,) or t.dtype.is_floating_point and t.dtype.itemsize < 2:
-            t = t.float()  # numpy has no bfloat16 / float8: widen exactly
-        return t.numpy()
-    if isinstance(obj, dict):
-        return {k: _to_numpy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_numpy(v) for v in obj)
-    return obj
-
-
-def _torch_load(path: Path) -> Any:
-    import torch
-
-    mmap = zipfile.is_zipfile(path)  # only torch's zip format can be memory-mapped
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except MemoryError:
-        raise
-    except Exception as e:  # bad input surfaces as UnpicklingError, RuntimeError, KeyError, EOFError, ...
-        raise _unreadable(path, e) from None
-    return _to_numpy(obj)
 
 
 # -- numpy-only reader of torch's zip format -------------------------------------------------------------------------
@@ -439,12 +400,9 @@ def _numpy_load(path: Path) -> Any:
         raise _unreadable(path, e) from None
 
 
-def load(path: str | os.PathLike, *, backend: str = "auto") -> Any:
-    """The object in a pickle checkpoint, tensors as numpy arrays. ``backend``: ``auto`` (= ``numpy``, memory-mapped
-    for the zip format) | ``numpy`` | ``torch`` (``torch.load``)."""
+def load(path: str | os.PathLike) -> Any:
+    """The object in a pickle checkpoint, tensors as numpy arrays (memory-mapped for the zip format)."""
     path = Path(path)
-    if backend not in ("auto", "torch", "numpy"):
-        raise ValueError(f"backend must be 'auto', 'torch' or 'numpy', got {backend!r}")
     if path.stat().st_size == 0:
         raise CorruptCheckpointError(f"{path}: empty file")
-    return _torch_load(path) if backend == "torch" else _numpy_load(path)
+    return _numpy_load(path)

@@ -101,7 +101,7 @@ def _refuse_native(path: Path, framework: str | None, how: str = "") -> None:
                        f"rz.create(..., framework={framework!r}) using {how}, or convert the original checkpoint")
 
 
-def _read_files(kind: str, files: list[Path], pickle_backend: str) -> tuple[dict[str, Any], str | None, str | None]:
+def _read_files(kind: str, files: list[Path]) -> tuple[dict[str, Any], str | None, str | None]:
     """(flat state, wrapper, known key space) of files all of one kind."""
     if kind == "safetensors":
         state: dict[str, Any] = {}
@@ -112,7 +112,7 @@ def _read_files(kind: str, files: list[Path], pickle_backend: str) -> tuple[dict
     if kind == "pickle":
         state, wrapper = {}, None
         for f in files:
-            part, wrapper = unwrap(pickle_io.load(f, backend=pickle_backend), str(f))
+            part, wrapper = unwrap(pickle_io.load(f), str(f))
             state.update(part)
         return state, wrapper, None
     if kind == "tf-h5":
@@ -124,7 +124,7 @@ def _read_files(kind: str, files: list[Path], pickle_backend: str) -> tuple[dict
     raise AssertionError(kind)
 
 
-def _read_index(index: Path, pickle_backend: str) -> RawCheckpoint:
+def _read_index(index: Path) -> RawCheckpoint:
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
         shards = sorted(set(weight_map.values()))
@@ -140,7 +140,7 @@ def _read_index(index: Path, pickle_backend: str) -> RawCheckpoint:
     if len(kinds) != 1:
         raise WeightsError(f"{index}: shards of different formats ({', '.join(sorted(kinds))})")
     kind = kinds.pop()
-    state, wrapper, space = _read_files(kind, files, pickle_backend)
+    state, wrapper, space = _read_files(kind, files)
     if kind in ("safetensors", "pickle"):
         absent = [k for k in weight_map if k not in state and not k.endswith("num_batches_tracked")]
         if absent:
@@ -149,7 +149,7 @@ def _read_index(index: Path, pickle_backend: str) -> RawCheckpoint:
     return RawCheckpoint(state, kind + "+sharded", [index, *files], wrapper=wrapper, key_space=space)
 
 
-def read(path: str | os.PathLike, *, pickle_backend: str = "auto") -> RawCheckpoint:
+def read(path: str | os.PathLike) -> RawCheckpoint:
     """Read a checkpoint file, a sharded index, or a model directory (with its ``config.json``)."""
     path = Path(path).expanduser()
     if not path.exists():
@@ -166,9 +166,9 @@ def read(path: str | os.PathLike, *, pickle_backend: str = "auto") -> RawCheckpo
         raise WeightsError(f"{path}: a config holds no weights; pass its directory")
     kind = _kind(path)
     if kind == "index":
-        raw = _read_index(path, pickle_backend)
+        raw = _read_index(path)
     else:
-        state, wrapper, space = _read_files(kind, [path], pickle_backend)
+        state, wrapper, space = _read_files(kind, [path])
         raw = RawCheckpoint(state, kind, [path], wrapper=wrapper, key_space=space)
     if config is None and path.parent.joinpath("config.json").is_file() and path.name in WEIGHT_FILES:
         config = read_config(path.parent)
