@@ -33,6 +33,8 @@ class Framework:
       ``save_native(model, path, metadata)`` writes them (default: safetensors; ``convert --to <framework>``);
     * ``write_artefact(format, model, path, request)`` writes one of its ``formats`` (see ``regnet_zoo.deploy``)
       and returns the ``Artefact`` that runs the written file in its runtime;
+    * ``as_tensor(array)``: a numpy batch as the framework's array type (``tensor_type``; image processors);
+    * ``transformers_class(name)``: one of its ``transformers_classes`` (``regnet_zoo.transformers``' API);
     * ``owns(model)``: whether ``model`` is one of its models (default: the model's classes come from the plugin's
       package or a ``requires`` module).
 
@@ -52,6 +54,8 @@ class Framework:
     native_names: str = ""  # what ``native_weights`` names its variables after, e.g. "Keras variable paths"
     native_is_canonical: bool = False  # its native names are timm's (a native file reads as a timm checkpoint)
     native_suffixes: tuple[str, ...] = ()  # file endings ``save_native`` writes in the framework's own format
+    tensor_type: str = ""  # transformers' ``return_tensors`` name of its arrays ("pt", "tf", "jax"); see as_tensor
+    transformers_classes: tuple[str, ...] = ()  # transformers class names it provides (see transformers_class)
     blocks: tuple[str, ...] = ("x", "y")  # block types it can build
     design_features: tuple[str, ...] = ()  # plan features beyond the X / Y corner it builds (plan.DESIGN_FEATURES)
     formats: tuple["ExportFormat", ...] = ()
@@ -88,6 +92,12 @@ class Framework:
 
     def write_artefact(self, format: str, model: Any, path: Path, request: Any) -> Any:
         raise self._lacks("write_artefact", f"write {format!r} files")
+
+    def as_tensor(self, array: Any) -> Any:
+        raise self._lacks("as_tensor", "convert arrays to its tensors")
+
+    def transformers_class(self, name: str) -> type:
+        raise self._lacks("transformers_class", f"provide {name}")
 
     def owns(self, model: Any) -> bool:
         packages = {c.__module__.split(".")[0] for c in type(model).__mro__}

@@ -37,3 +37,21 @@ def test_wheel_ships_registry_and_plugins(tmp_path):
         assert f"{plugin}/__init__.py" in names
     text = zipfile.ZipFile(wheel).read("regnet_zoo/registry.yaml").decode()
     assert text == (ROOT / "registry.yaml").read_text()
+
+
+FRAMEWORK_PACKAGES = {"torch", "torchvision", "timm", "tensorflow", "keras", "keras_hub", "tf_keras", "jax", "jaxlib",
+                      "flax", "optax", "regnet_zoo_torch", "regnet_zoo_tf", "regnet_zoo_flax"}
+
+
+def test_the_host_package_imports_no_framework_anywhere():
+    """Not even lazily inside a function: everything framework-specific goes through a registered backend."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "regnet_zoo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                      if n.split(".")[0] in FRAMEWORK_PACKAGES]
+    assert not found, found

@@ -64,6 +64,16 @@ class FlaxFramework(Framework):
         pure = nnx.state(model).to_pure_dict()
         return {"/".join(map(str, k)): np.asarray(v) for k, v in flatten_dict(pure).items()}
 
+    def as_tensor(self, array):
+        import jax.numpy as jnp
+
+        return jnp.asarray(array)
+
+    def transformers_class(self, name):
+        from . import transformers_classes
+
+        return getattr(transformers_classes, name)
+
     def write_artefact(self, format, model, path, request):
         from .export import write_stablehlo
 
@@ -78,6 +88,8 @@ def register_frameworks(register):
         requires=("jax", "flax"),
         layout="NHWC",
         native_names="NNX state paths",
+        tensor_type="jax",
+        transformers_classes=("FlaxRegNetModel", "FlaxRegNetForImageClassification", "FlaxRegNetPreTrainedModel"),
         install_hint="pip install 'regnet-zoo[flax]'",
         formats=(
             ExportFormat("stablehlo", suffix=".stablehlo",

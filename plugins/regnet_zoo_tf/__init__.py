@@ -69,6 +69,16 @@ class TfFramework(Framework):
             model.save_weights(str(tmp))
         return path
 
+    def as_tensor(self, array):
+        from ._tf import tf
+
+        return tf.constant(array)
+
+    def transformers_class(self, name):
+        from . import transformers_classes
+
+        return getattr(transformers_classes, name)
+
     def write_artefact(self, format, model, path, request):
         from . import export
 
@@ -84,6 +94,8 @@ def register_frameworks(register):
         layout="NHWC",
         native_names="Keras variable paths",
         native_suffixes=(".weights.h5",),
+        tensor_type="tf",
+        transformers_classes=("TFRegNetModel", "TFRegNetForImageClassification", "TFRegNetPreTrainedModel"),
         design_features=DESIGN_FEATURES,  # all of them, in the Keras model and the fast path (fast.py)
         install_hint="pip install 'regnet-zoo[tf]'",
         formats=(

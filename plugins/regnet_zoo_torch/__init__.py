@@ -49,6 +49,16 @@ class TorchFramework(Framework):
     def save_native(self, model, path, metadata):
         return super().save_native(model, path, {**metadata, "format": "pt"})  # safetensors' torch convention
 
+    def as_tensor(self, array):
+        import torch
+
+        return torch.from_numpy(array)
+
+    def transformers_class(self, name):
+        from . import transformers_classes
+
+        return getattr(transformers_classes, name)
+
     def write_artefact(self, format, model, path, request):
         from . import export
 
@@ -64,6 +74,8 @@ def register_frameworks(register):
         install_hint="pip install 'regnet-zoo[torch]'",
         native_names="torch state_dict names",
         native_is_canonical=True,
+        tensor_type="pt",
+        transformers_classes=("RegNetModel", "RegNetForImageClassification", "RegNetPreTrainedModel"),
         formats=(
             ExportFormat("onnx", suffix=".onnx",
                          requires=("onnx", "onnxruntime", "onnxscript"), install_hint=EXPORT_HINT,

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ..plugins import get_host
+
 PROCESSOR_NAME = "preprocessor_config.json"
 IMAGENET_DEFAULT_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_DEFAULT_STD = [0.229, 0.224, 0.225]
 SUPPORTED_TYPES = ("ConvNextImageProcessor", "ConvNextFeatureExtractor", "RegNetImageProcessor")
-TENSOR_TYPES = ("np", "pt", "tf", "jax")
 
 
 class BatchFeature(dict):
@@ -41,19 +42,11 @@ def _as_tensors(images: list[np.ndarray], return_tensors: str | None):
     batch = np.stack(images)
     if return_tensors == "np":
         return batch
-    if return_tensors == "pt":
-        import torch
-
-        return torch.from_numpy(batch)
-    if return_tensors == "tf":
-        import tensorflow as tf
-
-        return tf.constant(batch)
-    if return_tensors == "jax":
-        import jax.numpy as jnp
-
-        return jnp.asarray(batch)
-    raise ValueError(f"return_tensors must be one of {', '.join(TENSOR_TYPES)} or None, got {return_tensors!r}")
+    backends = {fw.tensor_type: fw for fw in get_host().frameworks.values() if fw.tensor_type}
+    if return_tensors in backends:
+        return backends[return_tensors].as_tensor(batch)
+    raise ValueError(f"return_tensors must be one of {', '.join(['np', *backends])} or None, got "
+                     f"{return_tensors!r}")
 
 
 def _to_hwc_uint8(image: Any) -> np.ndarray:

@@ -16,10 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import PretrainedRegNet
-from .configuration import RegNetConfig
-from .labels import check_labels, problem_type
-from .outputs import FlaxBaseModelOutputWithPoolingAndNoAttention, FlaxImageClassifierOutputWithNoAttention
+from regnet_zoo.transformers.base import PretrainedRegNet
+from regnet_zoo.transformers.configuration import RegNetConfig
+from regnet_zoo.transformers.labels import check_labels, problem_type
+from regnet_zoo.transformers.outputs import (FlaxBaseModelOutputWithPoolingAndNoAttention,
+                                             FlaxImageClassifierOutputWithNoAttention)
 
 
 class FlaxRegNetPreTrainedModel(PretrainedRegNet):

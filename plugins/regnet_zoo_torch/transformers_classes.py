@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import PretrainedRegNet
-from .configuration import RegNetConfig
-from .labels import check_labels, problem_type
-from .outputs import BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention
+from regnet_zoo.transformers.base import PretrainedRegNet
+from regnet_zoo.transformers.configuration import RegNetConfig
+from regnet_zoo.transformers.labels import check_labels, problem_type
+from regnet_zoo.transformers.outputs import BaseModelOutputWithPoolingAndNoAttention, ImageClassifierOutputWithNoAttention
 
 
 class RegNetPreTrainedModel(PretrainedRegNet, nn.Module):

@@ -9,12 +9,12 @@ example, (B,), as transformers' TF losses are.
 
 from __future__ import annotations
 
-from regnet_zoo_tf._tf import keras, tf  # the tf plugin's import: triton first (TensorFlow before it segfaults)
+from ._tf import keras, tf  # the plugin's import: triton first (TensorFlow before it segfaults)
 
-from .base import PretrainedRegNet
-from .configuration import RegNetConfig
-from .labels import check_labels, problem_type
-from .outputs import TFBaseModelOutputWithPoolingAndNoAttention, TFSequenceClassifierOutput
+from regnet_zoo.transformers.base import PretrainedRegNet
+from regnet_zoo.transformers.configuration import RegNetConfig
+from regnet_zoo.transformers.labels import check_labels, problem_type
+from regnet_zoo.transformers.outputs import TFBaseModelOutputWithPoolingAndNoAttention, TFSequenceClassifierOutput
 
 
 class TFRegNetPreTrainedModel(PretrainedRegNet, keras.Model):
