@@ -20,9 +20,17 @@ FRAMEWORKS = ("torch", "tf", "flax")
 FRAMEWORK_MODULES = {"torch": ("torch", "timm"), "tf": ("tensorflow", "keras", "keras_hub"), "flax": ("jax", "flax")}
 PARITY_MAX_PARAMS = 150_000_000
 PARITY_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() <= PARITY_MAX_PARAMS]
-# above this, tf's and flax's registry parity runs under -m slow (torch's, bit-exact and quick, always runs); the
-# design space (V, Z, GroupNorm, avg shortcuts) is covered by default on the smaller variants
-DEFAULT_PARITY_MAX_PARAMS = 30_000_000
+# the default suite's registry parity: an X, a Y, a torchvision-style Y, a V (pre-activation, avg shortcuts), a Z
+# (linen_out, bottleneck 4, final conv) and a GroupNorm + SiLU Y; every other variant runs under -m slow
+DEFAULT_PARITY_VARIANTS = ("regnetx_002", "regnety_002", "regnety_008_tv", "regnetv_040", "regnetz_005",
+                           "regnety_040_sgn")
+
+
+def slow_unless(names, default) -> list:
+    """``names`` as pytest params, those not in ``default`` marked ``slow`` (the every-variant extension)."""
+    import pytest
+
+    return [n if n in default else pytest.param(n, marks=pytest.mark.slow) for n in names]
 LARGE_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() > PARITY_MAX_PARAMS]
 LOGITS_RTOL = 1e-4
 HIDDEN_RTOL = 1e-3

@@ -1,8 +1,8 @@
 """Every framework, every variant up to ~150M parameters, checked the same way against timm on the same weights.
 
 torch must match timm exactly (0.0); tf and flax within 1e-4 (logits) / 1e-3 (hidden states) relative. By default
-tf and flax check the variants up to 30M parameters (every block kind and design feature is among them); ``-m slow``
-adds the larger ones.
+every framework checks ``harness.DEFAULT_PARITY_VARIANTS`` (every block kind and design feature is among them);
+``-m slow`` adds every other variant.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 import regnet_zoo as rz
 from regnet_zoo.keys import stem_conv_key
 from testdeps import require
-from harness import (DEFAULT_PARITY_MAX_PARAMS, FRAMEWORK_MODULES, FRAMEWORKS, HIDDEN_RTOL, LOGITS_RTOL,
-                     PARITY_VARIANTS, loaded_model, ops, random_input, random_state, rel_err, timm_reference)
+from harness import (DEFAULT_PARITY_VARIANTS, FRAMEWORK_MODULES, FRAMEWORKS, HIDDEN_RTOL, LOGITS_RTOL,
+                     PARITY_VARIANTS, loaded_model, ops, random_input, random_state, rel_err, slow_unless,
+                     timm_reference)
 
 ALL = (0, 1, 2, 3, 4)
 
@@ -31,8 +32,8 @@ def reference(name: str):
 
 
 @pytest.mark.parametrize("framework, name", [
-    pytest.param(f, n, marks=pytest.mark.slow if f != "torch" and rz.plan(n).params() > DEFAULT_PARITY_MAX_PARAMS
-                 else ()) for n in PARITY_VARIANTS for f in FRAMEWORKS])
+    pytest.param(f, n, marks=() if n in DEFAULT_PARITY_VARIANTS else pytest.mark.slow)
+    for n in PARITY_VARIANTS for f in FRAMEWORKS])
 def test_matches_timm_on_same_weights(framework, name):
     require(*FRAMEWORK_MODULES[framework])
     o = ops(framework)
@@ -211,7 +212,7 @@ TRAINING_SPECS = {
 }
 
 
-@pytest.mark.parametrize("case", list(TRAINING_SPECS))
+@pytest.mark.parametrize("case", slow_unless(list(TRAINING_SPECS), ("tiny_v", "tiny_z")))
 @pytest.mark.parametrize("framework", [f for f in FRAMEWORKS if f != "torch"])
 def test_training_step_matches_torch_beyond_x_and_y(framework, case):
     """issue 13: one training step (loss and every gradient, BN on batch statistics) of the V / Z / GroupNorm design

@@ -26,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
-from harness import HIDDEN_RTOL, LOGITS_RTOL, rel_err  # noqa: E402
+from harness import DEFAULT_PARITY_VARIANTS, HIDDEN_RTOL, LOGITS_RTOL, rel_err, slow_unless  # noqa: E402
 from regnet_zoo.keys import canonical_shapes  # noqa: E402
 from regnet_zoo_flax import ops  # noqa: E402
 from regnet_zoo_flax.weights import export_canonical, load_canonical  # noqa: E402
@@ -94,7 +94,7 @@ def test_canonical_keys_are_timms():
         assert canonical_shapes(rz.plan(name)) == want, name
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", slow_unless(VARIANTS, DEFAULT_PARITY_VARIANTS))
 def test_matches_timm(name):
     """NNX (and for ``LINEN`` the linen form) on timm's random weights: logits <= 1e-4, every map <= 1e-3 relative;
     the canonical export is the loaded state bit for bit."""

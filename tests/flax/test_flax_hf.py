@@ -25,7 +25,7 @@ from regnet_zoo.weights.keyspaces import canonical_to_hf  # noqa: E402
 from regnet_zoo_flax.nnx_model import BatchNorm  # noqa: E402
 from regnet_zoo_flax.weights import export_canonical, load_canonical  # noqa: E402
 
-HF_Y = ["regnety_040", pytest.param("regnety_002", marks=pytest.mark.slow)]
+HF_Y = ["regnety_002", pytest.param("regnety_040", marks=pytest.mark.slow)]
 
 
 def hf_config(name: str):

@@ -14,7 +14,8 @@ import pytest
 
 import regnet_zoo as rz
 from testdeps import require
-from harness import HIDDEN_RTOL, LOGITS_RTOL, ops, random_input, randomize, rel_err
+from harness import (DEFAULT_PARITY_VARIANTS, HIDDEN_RTOL, LOGITS_RTOL, ops, random_input, randomize, rel_err,
+                     slow_unless)
 
 require("tensorflow", "keras", "keras_hub")
 require("torch", "timm")
@@ -58,7 +59,7 @@ def reference(name: str):
     return canonical(model), x, logits, [m.numpy() for m in maps]
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", slow_unless(VARIANTS, DEFAULT_PARITY_VARIANTS))
 def test_matches_timm_and_round_trips_weights(name):
     state, x, ref_logits, ref_maps = reference(name)
     o = ops("tf")
