@@ -33,6 +33,22 @@ def test_toy_plugins_add_a_framework_and_variants(toy_host):
     assert not info["ghost"].installed
 
 
+def test_a_backend_method_left_out_is_named_when_called(fresh_host, tmp_path):
+    """A framework backend is an object; a method its plugin did not implement says which, and what cannot be done."""
+
+    class Bare:
+        @rz.hookimpl
+        def register_frameworks(self, register):
+            register(rz.Framework(name="bare", requires=("json",)))
+
+    fresh_host.get_host().register(Bare(), "bare_plugin")
+    with pytest.raises(PluginError, match=r"framework 'bare' \(plugin 'bare_plugin'\) does not implement build\(\), "
+                                          r"so it cannot build models"):
+        rz.create("regnetx_002", framework="bare")
+    with pytest.raises(PluginError, match=r"does not implement export_weights\(\), so it cannot export canonical"):
+        rz.weights.export_state(object(), framework="bare")
+
+
 def test_misspelled_hook_fails_loudly(fresh_host):
     import misspelled_hook
 
