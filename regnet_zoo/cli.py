@@ -352,7 +352,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 def _default_target(dst: str) -> str:
     if dst.endswith(".safetensors"):
         return "timm"
-    owner = [fw.name for fw in get_host().frameworks.values() if dst.endswith(fw.native_suffixes or ("\0",))]
+    owner = [fw.name for fw in get_host().frameworks.values() if any(dst.endswith(s) for s in fw.native_suffixes)]
     return owner[0] if owner else "hf"
 
 

@@ -14,6 +14,11 @@ from .plan import ArchPlan
 from .variant import Variant, WeightTag
 
 
+def model_packages(model: Any) -> set[str]:
+    """The top-level packages of the classes ``model`` is an instance of (its own and every base)."""
+    return {c.__module__.split(".")[0] for c in type(model).__mro__}
+
+
 @dataclass(frozen=True)
 class Framework:
     """A framework backend: what it is (the fields) and what it does (the methods).
@@ -100,7 +105,7 @@ class Framework:
         raise self._lacks("transformers_class", f"provide {name}")
 
     def owns(self, model: Any) -> bool:
-        packages = {c.__module__.split(".")[0] for c in type(model).__mro__}
+        packages = model_packages(model)
         return self.plugin.split(".")[0] in packages or bool(packages & set(self.requires))
 
     @property
@@ -117,8 +122,8 @@ class Framework:
 class ExportFormat:
     """A deployment format a framework plugin writes from its own models.
 
-    Its framework's ``write_artefact(name, model, path, request)`` writes it. ``suffix`` is the file ending (``""``: the artefact is a directory);
-    ``requires`` the runtime modules beyond the framework, installed with ``install_hint``; ``max_bytes`` the largest
+    Its framework's ``write_artefact(name, model, path, request)`` writes it. ``suffix`` is the file ending (``""``:
+    the artefact is a directory); ``requires`` the runtime modules beyond the framework, installed with ``install_hint``; ``max_bytes`` the largest
     weights the format holds, and ``instead`` what to use above it.
     """
 

@@ -216,8 +216,7 @@ def _weight_tag(p: _Problems, tag: str, knode, vnode, variant: str) -> WeightTag
 
 
 _SCHEMA2_FIELDS = ("act", "se_act", "norm", "norm_group_size", "norm_groups", "bottle_ratio", "downsample", "preact",
-                   "linear_out",
-                   "num_features", "strides")
+                   "linear_out", "num_features", "strides")
 _VARIANT_FIELDS = ("description", "block", "stem_width", "widths", "depths", "group_width", "se_ratio", "generator",
                    "aliases", "weights") + _SCHEMA2_FIELDS
 _VARIANT_REQUIRED = ("block", "stem_width", "widths", "depths", "group_width")

@@ -21,9 +21,12 @@ FRAMEWORK_MODULES = {"torch": ("torch", "timm"), "tf": ("tensorflow", "keras", "
 PARITY_MAX_PARAMS = 150_000_000
 PARITY_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() <= PARITY_MAX_PARAMS]
 # the default suite's registry parity: an X, a Y, a torchvision-style Y, a V (pre-activation, avg shortcuts), a Z
-# (linen_out, bottleneck 4, final conv) and a GroupNorm + SiLU Y; every other variant runs under -m slow
+# (linear_out, bottleneck 4, final conv) and a GroupNorm + SiLU Y; every other variant runs under -m slow
 DEFAULT_PARITY_VARIANTS = ("regnetx_002", "regnety_002", "regnety_008_tv", "regnetv_040", "regnetz_005",
                            "regnety_040_sgn")
+LARGE_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() > PARITY_MAX_PARAMS]
+LOGITS_RTOL = 1e-4
+HIDDEN_RTOL = 1e-3
 
 
 def slow_unless(names, default) -> list:
@@ -31,9 +34,6 @@ def slow_unless(names, default) -> list:
     import pytest
 
     return [n if n in default else pytest.param(n, marks=pytest.mark.slow) for n in names]
-LARGE_VARIANTS = [n for n in rz.list_variants() if rz.plan(n).params() > PARITY_MAX_PARAMS]
-LOGITS_RTOL = 1e-4
-HIDDEN_RTOL = 1e-3
 
 
 def random_state(name: str, num_classes: int = 1000, in_chans: int = 3, seed: int = 0) -> dict[str, np.ndarray]:

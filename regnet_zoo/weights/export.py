@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import WeightsError
-from ..frameworks import Framework
+from ..frameworks import Framework, model_packages
 from ..plugins import get_host
 
 
@@ -19,7 +19,7 @@ def framework_of(model: Any, framework: str | None = None) -> Framework:
     host = get_host()
     if framework is not None:
         return host.framework(framework)
-    packages = {c.__module__.split(".")[0] for c in type(model).__mro__}
+    packages = model_packages(model)
     for fw in sorted(host.frameworks.values(), key=lambda fw: fw.plugin.split(".")[0] not in packages):
         if fw.owns(model):  # a plugin's own model classes first, then the frameworks they derive from
             return fw

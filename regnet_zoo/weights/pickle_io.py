@@ -226,6 +226,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file)
         self.archive, self.prefix, self.path = archive, prefix, path
         self._storages: dict[str, Any] = {}
+        self._file_map = None  # the whole file, mapped copy-on-write on the first stored member
 
     def find_class(self, module: str, name: str):
         import collections
@@ -256,25 +257,25 @@ class RestrictedUnpickler(pickle.Unpickler):
             self._storages[key] = arr
         return self._storages[key]
 
-
     def _mapped(self, member: str, dtype):
-        """The bytes of an archive member as a copy-on-write memory map (torch stores storages uncompressed), or
-        read into memory when a member is compressed."""
+        """The bytes of an archive member as a view of the file mapped copy-on-write (torch stores storages
+        uncompressed), or read into memory when a member is compressed."""
         import numpy as np
 
         info = self.archive.getinfo(member)
         if info.compress_type != zipfile.ZIP_STORED or info.file_size < dtype.itemsize:
             return np.frombuffer(bytearray(self.archive.read(member)), dtype)
-        with open(self.path, "rb") as f:
-            f.seek(info.header_offset)
-            local = f.read(30)
+        if self._file_map is None:
+            self._file_map = np.memmap(self.path, np.uint8, mode="c")
+        data = self._file_map
+        local = bytes(data[info.header_offset:info.header_offset + 30])
         if len(local) != 30 or local[:4] != b"PK\x03\x04":
             raise CorruptCheckpointError(f"{self.path}: damaged zip archive (no local header for {member})")
         start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
-        if start + info.file_size > self.path.stat().st_size:
+        size = info.file_size // dtype.itemsize * dtype.itemsize
+        if start + info.file_size > len(data):
             raise CorruptCheckpointError(f"{self.path}: truncated: the tensor data ends early ({member})")
-        count = info.file_size // dtype.itemsize
-        return np.memmap(self.path, dtype, mode="c", offset=start, shape=(count,)).view(np.ndarray)
+        return data[start:start + size].view(np.ndarray).view(dtype)
 
 
 class _LazyTensor:
