@@ -11,38 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
-import warnings
 
 import torch
 import torch.nn as nn
 from timm.layers import ConvNormAct
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from regnet_zoo import cpu
+
 PRECISIONS = ("fp32", "bf16")
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags ``lscpu`` shows (from /proc/cpuinfo; empty when unavailable)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_amx_bf16() -> bool:
-    """True when the CPU has AMX bf16 tiles (``lscpu`` flag ``amx_bf16``): where the bf16 path is meant to run."""
-    return "amx_bf16" in cpu_flags()
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes bf16 dot products natively (AMX, or AVX-512 BF16 as on Zen 4 / Cooper Lake)."""
-    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 def _batchnorm_parts(bn: nn.Module):
@@ -142,9 +119,8 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32", *, compile
     device = next(iter(model.parameters())).device
     if device.type == "meta":
         raise ValueError("a model on the meta device has no weights to optimise; materialise and load it first")
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("this CPU has neither AMX nor AVX-512 BF16 (lscpu flags amx_bf16 / avx512_bf16), so bf16 is "
-                      "emulated and slower than fp32; use fast=True (fp32) here", UserWarning, stacklevel=3)
+    if precision == "bf16" and device.type == "cpu":
+        cpu.warn_if_bf16_is_emulated(stacklevel=3)
     net = copy.deepcopy(model).eval()
     net.requires_grad_(False)
     fold_batchnorm(net)
@@ -154,5 +130,4 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32", *, compile
     return InferenceModel(net, precision, channels_last, compile)
 
 
-__all__ = ["InferenceModel", "PRECISIONS", "cpu_flags", "cpu_has_amx_bf16", "cpu_has_native_bf16", "fold_batchnorm",
-           "optimize_for_inference"]
+__all__ = ["InferenceModel", "PRECISIONS", "fold_batchnorm", "optimize_for_inference"]

@@ -16,7 +16,8 @@ import torch.nn as nn  # noqa: E402
 
 import regnet_zoo as rz  # noqa: E402
 from harness import ops, random_input, random_state, rel_err  # noqa: E402
-from regnet_zoo_torch.fast import InferenceModel, cpu_has_native_bf16, fold_batchnorm  # noqa: E402
+from regnet_zoo.cpu import cpu_has_native_bf16  # noqa: E402
+from regnet_zoo_torch.fast import InferenceModel, fold_batchnorm  # noqa: E402
 
 NAME = "regnety_002"  # Y: SE blocks included
 
@@ -133,10 +134,13 @@ class _no_warning:
 
 
 def test_bf16_warning_on_cpus_without_native_bf16(model, monkeypatch):
-    from regnet_zoo_torch import fast
+    from regnet_zoo import cpu
 
-    monkeypatch.setattr(fast, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
-    with pytest.warns(UserWarning, match=r"neither AMX nor AVX-512 BF16.*emulated.*fast=True"):
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with pytest.warns(UserWarning, match=r"neither AMX nor AVX-512 BF16.*emulated.*fast=True") as caught:
         model.optimize_for_inference("bf16", compile=False)
-    monkeypatch.setattr(fast, "cpu_flags", lambda: frozenset({"amx_bf16", "avx512_bf16"}))
-    assert fast.cpu_has_amx_bf16()
+    assert caught[0].filename == __file__  # attributed to the caller of model.optimize_for_inference
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"amx_bf16", "avx512_bf16"}))
+    assert cpu.cpu_has_amx_bf16()
+    with _no_warning():
+        model.optimize_for_inference("bf16", compile=False)
