@@ -7,18 +7,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from contenders import CONTENDERS, INFER, TRAIN, Contender
+from contenders import CONTENDERS, INFER, REFERENCE_CONV, REFERENCE_MODEL, TRAIN, Contender
 
 MODELS = ("regnetx_004", "regnety_040")
 INFER_BATCHES = (1, 8)
+QUICK_INFER_BATCHES = (8,)  # the batch the targets are set at
 TRAIN_BATCH = 8
 SIZE = 224
 
 # The models of --quick's training rows (full mode trains every model): the small one, to stay within 5 minutes.
 QUICK_TRAIN_MODELS = ("regnetx_004",)
-# --quick skips contenders whose baseline cannot build a block type (HF Flax has no X variants); full mode runs
-# them so the table says why they are unavailable.
-QUICK_SKIP = {("rz-flax", "x"), ("hf-flax-jit", "x")}
 
 
 @dataclass(frozen=True)
@@ -62,6 +60,20 @@ FULL = Settings(warmup=5, repeats=20, min_window=3.0, max_iters=2000, max_window
                 patience=3600.0, timeout=1800.0, cli_repeats=15)
 
 
+REFERENCE_CASE = Case(REFERENCE_MODEL, REFERENCE_CONV["batch"], INFER, REFERENCE_CONV["size"])
+
+
+def gflop(case: Case) -> float:
+    """Nominal GFLOP of one call (2 per multiply-add of the unfolded network, from the registry's complexity
+    count; a training step counts 3 forward passes: forward, and backward's two products)."""
+    if case.model == REFERENCE_MODEL:
+        c = REFERENCE_CONV
+        return 2 * c["batch"] * c["size"] ** 2 * c["channels"] ** 2 * 9 / 1e9
+    import regnet_zoo as rz
+
+    return 2 * rz.plan(case.model).flops(case.size) * case.batch * (3 if case.mode == TRAIN else 1) / 1e9
+
+
 def block_of(model: str) -> str:
     """'x' or 'y' from the registry (pure Python; no framework import)."""
     import regnet_zoo as rz
@@ -70,23 +82,21 @@ def block_of(model: str) -> str:
 
 
 def cases(quick: bool, models=MODELS) -> list[Case]:
-    out = [Case(m, b, INFER) for m in models for b in INFER_BATCHES]
+    out = [Case(m, b, INFER) for m in models for b in (QUICK_INFER_BATCHES if quick else INFER_BATCHES)]
     out += [Case(m, TRAIN_BATCH, TRAIN) for m in models if not quick or m in QUICK_TRAIN_MODELS]
     return out
 
 
-def rows(quick: bool, models=MODELS, with_bf16: bool = False) -> list[tuple[Case, Contender]]:
-    """Every (case, contender) of a run, in a stable order: by case, then as listed in ``CONTENDERS``.
-
-    ``with_bf16``: --quick also runs the bf16 path (its target applies: a CPU with AMX, or a GPU)."""
-    out = []
+def rows(quick: bool, models=MODELS) -> list[tuple[Case, Contender]]:
+    """Every (case, contender) of a run, in a stable order: the roofline references first, then by case, as
+    listed in ``CONTENDERS``."""
+    out = [(REFERENCE_CASE, c) for c in CONTENDERS if c.reference]
     for case in cases(quick, models):
         block = block_of(case.model)
         for c in CONTENDERS:
-            if case.mode not in c.modes:
+            if c.reference or case.mode not in c.modes or (quick and case.mode not in c.quick):
                 continue
-            in_quick = case.mode in c.quick or (with_bf16 and c.name == "rz-torch-bf16")
-            if quick and (not in_quick or (c.name, block) in QUICK_SKIP):
+            if quick and block not in c.blocks:
                 continue
             out.append((case, c))
     return out

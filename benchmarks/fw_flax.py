@@ -1,19 +1,20 @@
-"""Flax contenders: regnet-zoo flax (NNX) and HF FlaxRegNetForImageClassification under jax.jit.
+"""Flax contenders: regnet-zoo flax (NNX; float32 and bfloat16 compute), HF FlaxRegNetForImageClassification
+under jax.jit, and the roofline's dense conv.
 
 Inference: regnet-zoo through ``model.predict`` (the plugin's jitted path, NHWC), HF through
 ``jax.jit(lambda p, x: model(x, params=p, train=False).logits)`` (NCHW, HF's API). A training step is
-forward in training mode (BN batch statistics, updated), cross-entropy, gradients of the parameters, no optimiser
-update: regnet-zoo with the NNX idiom (``nnx.jit`` + ``nnx.value_and_grad``), HF with
-``jax.jit(jax.value_and_grad(loss, has_aux=True))`` over its params / batch_stats dicts. Every call ends with
-``jax.block_until_ready``.
+forward in training mode (BN batch statistics, updated), cross-entropy, gradients of the parameters and one plain
+SGD update: regnet-zoo with the NNX idiom (``nnx.jit`` + ``nnx.value_and_grad`` + ``nnx.Optimizer`` over
+``optax.sgd``), HF with ``jax.jit`` of ``jax.value_and_grad(loss, has_aux=True)`` and ``optax.sgd`` over its params
+/ batch_stats dicts (buffers donated). Every call ends with ``jax.block_until_ready``.
 """
 
 from __future__ import annotations
 
 import time
 
-from contenders import INFER, Unavailable
-from prepared import Prepared, hf_config, seeded_input, seeded_labels
+from contenders import INFER, REFERENCE_CONV, Unavailable
+from prepared import LEARNING_RATE, Prepared, hf_config, seeded_input, seeded_labels
 
 jax = jnp = None
 
@@ -44,6 +45,13 @@ def make_rz_flax(model: str):
     return rz.create(model, framework="flax")
 
 
+def make_rz_flax_bf16(model: str):
+    """bfloat16 compute, float32 parameters (the plugin's ``dtype``)."""
+    import regnet_zoo as rz
+
+    return rz.create(model, framework="flax", dtype="bfloat16")
+
+
 def make_hf_flax(model: str, size: int):
     from transformers import FlaxRegNetForImageClassification
 
@@ -58,37 +66,73 @@ def make_hf_flax(model: str, size: int):
 
 
 def _rz_train_step(model):
-    """The NNX idiom (``nnx.jit`` + ``nnx.value_and_grad``; BN statistics update in place)."""
+    """The NNX idiom (``nnx.jit`` + ``nnx.value_and_grad`` + ``nnx.Optimizer``; BN statistics update in place)."""
+    import optax
     from flax import nnx
 
     model.train()
+    optimizer = nnx.Optimizer(model, optax.sgd(LEARNING_RATE), wrt=nnx.Param)
 
     @nnx.jit
-    def step(m, x, y):
-        return nnx.value_and_grad(lambda m: _cross_entropy(m(x), y))(m)
+    def step(m, opt, x, y):
+        loss, grads = nnx.value_and_grad(lambda m: _cross_entropy(m(x), y))(m)
+        opt.update(m, grads)
+        return loss
 
-    return lambda x, y: step(model, x, y)
+    return lambda x, y: step(model, optimizer, x, y)
 
 
 def _hf_train_step(model):
-    params, batch_stats = model.params["params"], model.params["batch_stats"]
+    import optax
+
+    tx = optax.sgd(LEARNING_RATE)
+    state = {"params": model.params["params"], "batch_stats": model.params["batch_stats"]}
+    state["opt"] = tx.init(state["params"])
 
     def loss_fn(p, bs, x, y):
         out, mutated = model(x, params={"params": p, "batch_stats": bs}, train=True)
         return _cross_entropy(out.logits, y), mutated["batch_stats"]
 
-    f = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    return lambda x, y: f(params, batch_stats, x, y)
+    def update(p, bs, opt, x, y):
+        (loss, bs), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, bs, x, y)
+        updates, opt = tx.update(grads, opt, p)
+        return loss, optax.apply_updates(p, updates), bs, opt
+
+    f = jax.jit(update, donate_argnums=(0, 1, 2))
+
+    def step(x, y):
+        loss, state["params"], state["batch_stats"], state["opt"] = f(state["params"], state["batch_stats"],
+                                                                      state["opt"], x, y)
+        return loss
+
+    return step
+
+
+def build_reference(contender: str) -> Prepared:
+    """The roofline's dense 3x3 conv: ``lax.conv_general_dilated`` on NHWC / HWIO under ``jax.jit``."""
+    c = REFERENCE_CONV
+    dtype = jnp.bfloat16 if contender.endswith("-bf16") else jnp.float32
+    kx, kw = jax.random.split(jax.random.PRNGKey(0))
+    x = jax.random.normal(kx, (c["batch"], c["size"], c["size"], c["channels"])).astype(dtype)
+    w = (jax.random.normal(kw, (3, 3, c["channels"], c["channels"])) * 0.02).astype(dtype)
+    conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                             dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    return Prepared(step=lambda: jax.block_until_ready(conv(x, w)), create_s=0.0, params=9 * c["channels"] ** 2)
 
 
 def build(contender: str, case, device: str) -> Prepared:
+    if contender.startswith("conv-"):
+        return build_reference(contender)
     hf = contender.startswith("hf-")
     if hf:
         import transformers  # noqa: F401  (import outside the timed creation)
     else:
         import regnet_zoo_flax.build  # noqa: F401
     t0 = time.perf_counter()
-    model = make_hf_flax(case.model, case.size) if hf else make_rz_flax(case.model)
+    if hf:
+        model = make_hf_flax(case.model, case.size)
+    else:
+        model = make_rz_flax_bf16(case.model) if contender == "rz-flax-bf16" else make_rz_flax(case.model)
     if hf:
         jax.block_until_ready(model.params)
     else:

@@ -1,18 +1,22 @@
-"""TensorFlow contenders: regnet-zoo tf (Keras 3) and HF TFRegNetForImageClassification (eager and tf.function).
+"""TensorFlow contenders: regnet-zoo tf (Keras 3; default, fast, bf16), the Keras peers (kimm, tf_keras
+applications), HF TFRegNetForImageClassification (eager, tf.function, and fed channels-last), and the roofline's
+dense conv.
 
 Inference calls each model natively on a tensor made once: regnet-zoo in NHWC through the plugin's compiled
-inference function (``regnet_zoo_tf.build.inference_function``, the path ``rz`` itself uses), HF in NCHW (its API;
-it transposes inside, a cost its users pay too). A training step is forward (``training=True``), cross-entropy and
-``GradientTape.gradient`` (gradients returned, so nothing is pruned; no optimiser update), in a ``tf.function``
-(with the same ``jit_compile`` as that model's inference function) or eagerly for ``hf-tf-eager``.
+inference function (``regnet_zoo_tf.build.inference_function``, the path ``rz`` itself uses), the Keras peers in
+NHWC inside ``tf.function``, HF in NCHW (its API; it transposes inside, a cost its users pay too) and, in
+``hf-tf-function-nhwc``, its own layers called on NHWC so no row wins by layout alone. A training step is forward
+(``training=True``), cross-entropy, ``GradientTape.gradient`` and one plain SGD update of the trainable variables,
+in a ``tf.function`` (with the same ``jit_compile`` as that model's inference function) or eagerly for
+``hf-tf-eager``.
 """
 
 from __future__ import annotations
 
 import time
 
-from contenders import INFER, Unavailable
-from prepared import Prepared, hf_config, seeded_input, seeded_labels
+from contenders import INFER, REFERENCE_CONV, Unavailable
+from prepared import LEARNING_RATE, NUM_CLASSES, Prepared, hf_config, seeded_input, seeded_labels
 
 tf = None
 
@@ -32,11 +36,11 @@ def prepare(threads: int, device: str, contender: str) -> dict:
     if device == "cuda" and not tf.config.list_physical_devices("GPU"):
         raise Unavailable("TensorFlow sees no GPU (a CPU-only TensorFlow would be compared with CUDA torch)")
     versions = {"tensorflow": tf.__version__}
-    if contender.startswith("rz-"):
+    if contender.startswith("rz-") or contender == "kimm":
         import keras
 
         versions["keras"] = keras.__version__
-    else:
+    elif not contender.startswith("conv-"):
         import tf_keras
 
         versions["tf_keras"] = tf_keras.__version__
@@ -58,7 +62,40 @@ def make_rz_tf_fast(model: str):
     return rz.create(model, framework="tf", fast=True)
 
 
-RZ_MAKERS = {"rz-tf": make_rz_tf, "rz-tf-fast": make_rz_tf_fast}
+def make_rz_tf_bf16(model: str):
+    """The fast path in bfloat16 (``fast="bf16"``): a ``FrozenRegNet`` with bf16 weights and activations."""
+    import regnet_zoo as rz
+
+    return rz.create(model, framework="tf", fast="bf16")
+
+
+def _keras_app_name(model: str) -> str:
+    """regnety_040 -> RegNetY040: the class name kimm and tf_keras.applications share."""
+    family, size = model.split("_")[0], model.split("_")[1]
+    return f"RegNet{family[-1].upper()}{size}"
+
+
+def make_kimm(model: str):
+    import kimm
+
+    cls = getattr(kimm.models, _keras_app_name(model), None)
+    if cls is None:
+        raise Unavailable(f"kimm has no {_keras_app_name(model)}")
+    return cls(weights=None, input_shape=(None, None, 3), include_preprocessing=False, classes=NUM_CLASSES,
+               classifier_activation=None)
+
+
+def make_tf_keras_app(model: str):
+    import tf_keras
+
+    cls = getattr(tf_keras.applications, _keras_app_name(model), None)
+    if cls is None:
+        raise Unavailable(f"tf_keras.applications has no {_keras_app_name(model)}")
+    return cls(weights=None, include_preprocessing=False, classes=NUM_CLASSES, classifier_activation=None)
+
+
+RZ_MAKERS = {"rz-tf": make_rz_tf, "rz-tf-fast": make_rz_tf_fast, "rz-tf-bf16": make_rz_tf_bf16}
+KERAS_PEERS = {"kimm": make_kimm, "tf-keras-app": make_tf_keras_app}
 
 
 def rz_tf_inference(model):
@@ -109,18 +146,56 @@ def build_tflite(contender: str, case, device: str) -> Prepared:
                     notes=[f"export cosine {report.outputs[0].cosine:.4f}"])
 
 
+def build_reference(contender: str, device: str) -> Prepared:
+    """The roofline's dense 3x3 conv: ``tf.nn.conv2d`` on NHWC inside ``tf.function`` (oneDNN on CPU)."""
+    c = REFERENCE_CONV
+    dtype = tf.bfloat16 if contender.endswith("-bf16") else tf.float32
+    x = tf.cast(tf.random.stateless_normal((c["batch"], c["size"], c["size"], c["channels"]), (0, 1)), dtype)
+    w = tf.cast(tf.random.stateless_normal((3, 3, c["channels"], c["channels"]), (0, 2)) * 0.02, dtype)
+    conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
+
+    def step():
+        out = conv()
+        _sync(device)
+        return out
+
+    return Prepared(step=step, create_s=0.0, params=9 * c["channels"] ** 2)
+
+
+def _hf_nhwc_forward(model):
+    """HF's own layers on an NHWC tensor (what ``TFRegNetForImageClassification`` runs after its transpose)."""
+    main = model.regnet
+
+    def forward(t, training):
+        h = main.embedder.embedder(t)
+        h = main.encoder(h, return_dict=False)[0]
+        return model.classifier[1](model.classifier[0](main.pooler(h)))
+
+    return forward
+
+
 def build(contender: str, case, device: str) -> Prepared:
+    if contender.startswith("conv-"):
+        return build_reference(contender, device)
     if contender in ("rz-tflite", "rz-tflite-int8"):
         return build_tflite(contender, case, device)
     hf = contender.startswith("hf-")
     if hf:
         import transformers  # noqa: F401  (import outside the timed creation)
+    elif contender in KERAS_PEERS:
+        import kimm  # noqa: F401
+        import tf_keras  # noqa: F401
     else:
         import regnet_zoo_tf.build  # noqa: F401
     t0 = time.perf_counter()
-    model = make_hf_tf(case.model) if hf else RZ_MAKERS[contender](case.model)
+    if hf:
+        model = make_hf_tf(case.model)
+    elif contender in KERAS_PEERS:
+        model = KERAS_PEERS[contender](case.model)
+    else:
+        model = RZ_MAKERS[contender](case.model)
     create_s = time.perf_counter() - t0
-    if contender == "rz-tf-fast":  # weights are graph constants, not variables
+    if contender in ("rz-tf-fast", "rz-tf-bf16"):  # weights are graph constants, not variables
         import regnet_zoo as rz
 
         params = rz.plan(case.model).params(1000)
@@ -129,8 +204,11 @@ def build(contender: str, case, device: str) -> Prepared:
                          for v in model.trainable_variables))
     notes = []
 
-    x = tf.constant(seeded_input(case.batch, case.size, "nchw" if hf else "nhwc"))
-    if hf:
+    nchw = hf and contender != "hf-tf-function-nhwc"
+    x = tf.constant(seeded_input(case.batch, case.size, "nchw" if nchw else "nhwc"))
+    if contender == "hf-tf-function-nhwc":
+        forward = _hf_nhwc_forward(model)
+    elif hf:
         def forward(t, training):
             return model(t, training=training).logits
     else:
@@ -143,9 +221,9 @@ def build(contender: str, case, device: str) -> Prepared:
     if case.mode == INFER:
         if contender == "rz-tf":
             fn = rz_tf_inference(model)
-        elif contender == "rz-tf-fast":
+        elif contender in ("rz-tf-fast", "rz-tf-bf16"):
             fn = model
-        elif contender == "hf-tf-function":
+        elif contender in ("hf-tf-function", "hf-tf-function-nhwc") or contender in KERAS_PEERS:
             fn = tf.function(lambda t: forward(t, False))
         else:
             fn = lambda t: forward(t, False)  # noqa: E731  (eager)
@@ -162,7 +240,9 @@ def build(contender: str, case, device: str) -> Prepared:
             with tf.GradientTape() as tape:
                 logits = forward(t, True)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-            return loss, tape.gradient(loss, variables)
+            for v, g in zip(variables, tape.gradient(loss, variables)):
+                v.assign_sub(LEARNING_RATE * g)
+            return loss
 
         fn = train_step if contender == "hf-tf-eager" else tf.function(train_step, jit_compile=jit)
 

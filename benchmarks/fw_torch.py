@@ -1,7 +1,8 @@
-"""PyTorch contenders: regnet-zoo torch (default, fast, bf16), timm (NCHW, channels_last), HF RegNet (PyTorch).
+"""PyTorch contenders: regnet-zoo torch (default, channels_last, fast, bf16), timm (NCHW, channels_last), HF
+RegNet (PyTorch), and the roofline's dense conv.
 
 Each builder returns a ``Prepared``: a ``step()`` that runs one fully synchronised inference call (under
-``torch.inference_mode``) or training step (forward, cross-entropy, backward; no optimiser update), on an input
+``torch.inference_mode``) or training step (forward, cross-entropy, backward, one plain SGD update), on an input
 made once, in the layout the model takes natively. All contenders build a 1000-class classifier with random
 weights (speed does not depend on the values; nothing is downloaded).
 """
@@ -13,8 +14,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from contenders import INFER, Unavailable
-from prepared import Prepared, hf_config, seeded_input, seeded_labels
+from contenders import INFER, REFERENCE_CONV, Unavailable
+from prepared import LEARNING_RATE, Prepared, hf_config, seeded_input, seeded_labels
 
 
 def prepare(threads: int, device: str, contender: str) -> dict:
@@ -64,10 +65,10 @@ def make_hf_pt(model: str, device: str):
 
 
 MAKERS = {
-    "rz-torch": make_rz_torch, "rz-torch-fast": make_rz_torch_fast, "rz-torch-bf16": make_rz_torch_bf16,
+    "rz-torch": make_rz_torch, "rz-torch-cl": make_rz_torch, "rz-torch-fast": make_rz_torch_fast, "rz-torch-bf16": make_rz_torch_bf16,
     "timm": make_timm, "timm-cl": make_timm, "hf-pt": make_hf_pt,
 }
-CHANNELS_LAST = {"timm-cl"}
+CHANNELS_LAST = {"timm-cl", "rz-torch-cl"}
 HF = {"hf-pt"}
 
 
@@ -100,7 +101,27 @@ def build_onnxruntime(case, device: str) -> Prepared:
                     notes=[f"export max rel err {report.outputs[0].max_rel:.1e}"])
 
 
+def build_reference(contender: str, device: str) -> Prepared:
+    """The roofline's dense 3x3 conv, channels_last (oneDNN's fastest layout), fp32 or bf16."""
+    c = REFERENCE_CONV
+    dtype = torch.bfloat16 if contender.endswith("-bf16") else torch.float32
+    conv = torch.nn.Conv2d(c["channels"], c["channels"], 3, padding=1, bias=False)
+    conv = conv.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
+    x = torch.randn(c["batch"], c["channels"], c["size"], c["size"]).to(device=device, dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+
+    def step():
+        with torch.inference_mode():
+            out = conv(x)
+        _sync(device)
+        return out
+
+    return Prepared(step=step, create_s=0.0, params=conv.weight.numel())
+
+
 def build(contender: str, case, device: str) -> Prepared:
+    if contender.startswith("conv-"):
+        return build_reference(contender, device)
     if contender == "rz-onnxruntime":
         return build_onnxruntime(case, device)
     if contender == "hf-pt":  # import outside the timed creation, like torch and timm are
@@ -128,11 +149,13 @@ def build(contender: str, case, device: str) -> Prepared:
     else:
         y = torch.from_numpy(seeded_labels(case.batch)).to(device)
         model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
 
         def step():
-            model.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(forward(x), y)
             loss.backward()
+            optimizer.step()
             _sync(device)
             return loss
 

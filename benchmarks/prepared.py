@@ -9,6 +9,7 @@ import numpy as np
 
 NUM_CLASSES = 1000
 SEED = 0
+LEARNING_RATE = 0.01  # the training step's plain SGD update (no momentum, no weight decay), in every framework
 
 
 @dataclass

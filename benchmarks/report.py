@@ -6,9 +6,29 @@ import json
 import os
 from pathlib import Path
 
+from cases import Case, gflop
 from contenders import BY_NAME, CONTENDERS, TORCH_REFERENCES
 from machine import one_line
 from targets import speed_ratio
+
+
+def add_roofline(rows: list[dict]) -> dict:
+    """Fill each ok speed row's ``gflops`` (achieved) and ``share`` (of the same precision's reference); return
+    the references ``{precision: {"gflops", "by"}}``: the fastest reference conv row of each precision."""
+    refs: dict[str, dict] = {}
+    for r in rows:
+        if r["kind"] != "speed" or r["status"] != "ok":
+            continue
+        r["gflop"] = round(gflop(Case(**r["case"])), 3)
+        r["gflops"] = round(r["gflop"] / (r["median_ms"] / 1e3), 1)
+        c = BY_NAME[r["contender"]]
+        r["precision"] = c.precision
+        if c.reference and r["gflops"] > refs.get(c.precision, {}).get("gflops", 0.0):
+            refs[c.precision] = {"gflops": r["gflops"], "by": r["contender"]}
+    for r in rows:
+        if r.get("gflops") is not None and r["precision"] in refs:
+            r["share"] = round(r["gflops"] / refs[r["precision"]]["gflops"], 4)
+    return refs
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -47,9 +67,9 @@ def _status(r: dict) -> str:
 
 
 def speed_table(rows: list[dict]) -> list[str]:
-    lines = ["| case | contender | median ms | img/s | vs baseline (IQR band) | baseline | vs rz-torch | "
-             "create s | 1st call s | others' CPU | status |",
-             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    lines = ["| case | contender | median ms | img/s | GFLOP/s | roofline share | vs baseline (IQR band) | baseline | "
+             "vs rz-torch | create s | 1st call s | others' CPU | status |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     last_case = None
     for r in rows:
         if r["kind"] != "speed":
@@ -65,7 +85,9 @@ def speed_table(rows: list[dict]) -> list[str]:
         vs_torch = r.get("ratio_to", {}).get("rz-torch") if r.get("family") != "torch" else None
         lines.append(
             f"| {case} | {r['contender']} | {_f(r.get('median_ms')) if ok else '-'} | "
-            f"{_f(r.get('img_per_s')) if ok else '-'} | {ratio} | {r.get('baseline') or ''} | "
+            f"{_f(r.get('img_per_s')) if ok else '-'} | {_f(r.get('gflops'), '.0f')} | "
+            f"{_pct(r.get('share'))}{' (bf16)' if r.get('precision') == 'bf16' and ok else ''} | "
+            f"{ratio} | {r.get('baseline') or ''} | "
             f"{'-' if vs_torch is None else f'{vs_torch:.2f}x'} | {_f(r.get('create_s'), '.2f') if ok else '-'} | "
             f"{_f(r.get('first_call_s'), '.1f') if ok else '-'} | "
             f"{_pct(r.get('idle', {}).get('others_share')) if ok else '-'} | {_status(r)} |")
@@ -73,14 +95,20 @@ def speed_table(rows: list[dict]) -> list[str]:
 
 
 def targets_table(targets: list[dict]) -> list[str]:
-    lines = ["| target | model | batch | measured (IQR band) | vs rz-torch / rz-torch-fast | verdict |",
+    lines = ["| target | model | batch | measured (IQR band) | also | verdict |",
              "|---|---|---:|---:|---|---|"]
     for t in targets:
         if "value_s" in t or "maximum_s" in t:
             lines.append(f"| {t['target']} | | | {_f(t.get('value_s'), '.3f')} s | | {t['verdict']} |")
             continue
+        if t.get("kind") == "share":
+            measured = "-" if t.get("share") is None else f"{_pct(t['share'])} ({t['best']}, {t['gflops']:.0f} GFLOP/s)"
+            others = " / ".join(f"{k} {_pct(v)}" for k, v in t["shares"].items())
+            lines.append(f"| {t['target']} | {t['model']} | {t['batch']} | {measured} | {others} | "
+                         f"{t['verdict'].replace('|', '/')} |")
+            continue
         measured = "-" if t.get("ratio") is None else f"{t['ratio']:.2f}x ({t['low']:.2f}-{t['high']:.2f})"
-        also = " / ".join("-" if v is None else f"{v:.2f}x" for v in t.get("also", {}).values())
+        also = " / ".join(f"vs {k} " + ("-" if v is None else f"{v:.2f}x") for k, v in t.get("also", {}).items())
         lines.append(f"| {t['target']} | {t['model']} | {t['batch']} | {measured} | {also} | "
                      f"{t['verdict'].replace('|', '/')} |")
     return lines
@@ -135,6 +163,15 @@ def other_tables(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _roofline_line(refs: dict) -> str:
+    if not refs:
+        return "No roofline reference ran: no shares."
+    return ("Roofline reference (the fastest framework on one dense 3x3 conv, 8x256x56x56, same run): "
+            + "; ".join(f"{prec} {ref['gflops']:.0f} GFLOP/s ({ref['by']})" for prec, ref in sorted(refs.items()))
+            + ". A row's share = its GFLOP/s (nominal network FLOPs, 2 per multiply-add, a training step as 3 "
+              "forward passes) / the reference of its precision.")
+
+
 def markdown(result: dict) -> str:
     m, rows = result["machine"], result["rows"]
     speed = [r for r in rows if r["kind"] == "speed"]
@@ -155,7 +192,7 @@ def markdown(result: dict) -> str:
             f"threads and affinity pinned to {len(m['cores_used'])} core(s); median of >= "
             f"{result['settings']['repeats']} timed calls after warm-up, at least {result['settings']['min_window']:g} "
             "s of timing. 'others' CPU' = share of the pinned cores used by other processes while timing.", "",
-            "## Targets", ""]
+            _roofline_line(result.get("roofline", {})), "", "## Targets", ""]
     out += targets_table(result["targets"])
     out += ["", "## Speed", ""]
     out += speed_table(rows)

@@ -215,8 +215,7 @@ def main(argv=None) -> int:
     ctx = Context(cores, device, st, args.threshold, idle.Patience(st.patience), log,
                   [p.strip() for p in args.only.split(",")] if args.only else None)
     mach = machine.describe(cores, device)
-    with_bf16 = mach["amx_bf16"] or device == "cuda"  # --quick runs the bf16 path only where its target applies
-    plan = [(case, c) for case, c in cases_mod.rows(args.quick, models, with_bf16=with_bf16) if ctx.wanted(c.name)] \
+    plan = [(case, c) for case, c in cases_mod.rows(args.quick, models) if ctx.wanted(c.name)] \
         if "speed" in args.parts else []
     filtered = bool(ctx.only or args.models or set(args.parts) != set(PARTS) or overrides)
     name = args.name or ("partial" if filtered else "latest")
@@ -242,10 +241,11 @@ def main(argv=None) -> int:
         rows += load_memory_rows(args.quick, st.timeout, worker_env(None, ctx.threads, "cpu"), log)
 
     report.add_ratios(rows)
+    roofline = report.add_roofline(rows)
     result = {"quick": args.quick, "machine": mach, "settings": st.as_dict(), "threshold": args.threshold,
               "idle_at_start": round(share, 4),
               "command": " ".join(["python", "benchmarks/run.py"] + (argv if argv is not None else sys.argv[1:])),
-              "rows": rows, "targets": targets.evaluate(rows, mach), "patience_exhausted": ctx.patience.exhausted,
+              "roofline": roofline, "rows": rows, "targets": targets.evaluate(rows, mach), "patience_exhausted": ctx.patience.exhausted,
               "wall_s": time.perf_counter() - t_run}
     json_path, md_path = report.write(result, Path(args.out), name)
     print()
