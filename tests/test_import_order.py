@@ -72,3 +72,32 @@ def test_import_order_then_build_every_framework(case):
     assert proc.returncode == 0, (f"imports {imports} then builds {frameworks}: exit {proc.returncode}\n"
                                   f"{proc.stdout}\n{proc.stderr[-3000:]}")
     assert proc.stdout.split() == [w for fw in frameworks for w in (fw, "ok")]
+
+
+PROBE = """
+import importlib.util, sys
+import tensorflow
+import regnet_zoo
+assert importlib.util.find_spec("triton") is not None  # a probe answers (transformers probes on import)
+import transformers
+from transformers import TFRegNetForImageClassification  # noqa: F401
+try:
+    import triton
+except ModuleNotFoundError as e:
+    assert "keeps triton out" in str(e), e
+else:
+    raise AssertionError("triton was imported after TensorFlow")
+assert "triton" not in sys.modules
+import torch.utils._triton as t
+assert not t.has_triton_package()
+print("ok")
+"""
+
+
+def test_probing_for_triton_after_tensorflow_does_not_raise():
+    """The guard refuses the import, not the probe: transformers' ``find_spec("triton")`` on import raised
+    ``ModuleNotFoundError`` (so did every HF TensorFlow benchmark row) before the refusal moved into the loader."""
+    require("torch", "tensorflow", "transformers")
+    env = {k: v for k, v in os.environ.items() if k not in ("REGNET_ZOO_ALLOW_TRITON",)}
+    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0 and proc.stdout.split() == ["ok"], f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
