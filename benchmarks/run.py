@@ -123,7 +123,7 @@ def run_speed(ctx: Context, plan) -> list[dict]:
         what = (f"{res['median_ms']:9.1f} ms  others {100 * res['idle']['others_share']:3.0f}%"
                 + ("  NOISY" if res.get("noisy") else "")) if res["status"] == "ok" else \
             f"{res['status']}: {res.get('error', '')}"
-        print(f"[{i:2d}/{len(plan)}] {case.key:32s} {c.name:15s} {what}  ({time.perf_counter() - t0:.0f} s)",
+        print(f"[{i:2d}/{len(plan)}] {case.key:32s} {c.name:20s} {what}  ({time.perf_counter() - t0:.0f} s)",
               flush=True)
     return rows
 
