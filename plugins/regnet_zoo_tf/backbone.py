@@ -366,6 +366,12 @@ class RegNetBackbone(FeaturePyramidBackbone):
         prefix = self.plan.all_feature_info()[index].name + "."
         return [layer for layer in self.layers if layer.name.startswith(prefix)]
 
+    def optimize_for_inference(self, precision: str = "fp32"):
+        """A ``FrozenRegNet``: BN folded, weights as graph constants, fused oneDNN convs; ``"bf16"`` for AMX / GPU."""
+        from .fast import _optimize_for_inference
+
+        return _optimize_for_inference(self, precision)
+
     def _freeze(self, frozen_stages: int) -> None:
         for index in range(frozen_stages + 1):
             for layer in self.stage_layers(index):

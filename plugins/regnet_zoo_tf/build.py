@@ -37,8 +37,9 @@ def check_options(options: dict[str, Any], shared) -> None:
     if options["name"] is not None and not isinstance(options["name"], str):
         problems.append(f"name must be a string, got {options['name']!r}")
     if shared.fast and (options["sync_bn"] or shared.dtype is not None):
-        problems.append("fast=True builds an inference-only float32 model (BN folded into the convolutions); "
-                        "sync_bn and dtype are training / precision options and cannot be combined with it")
+        problems.append("fast=True / 'bf16' builds an inference-only float32 / bfloat16 model (BN folded into the "
+                        "convolutions); sync_bn and dtype are training / precision options and cannot be combined "
+                        "with it")
     if problems:
         raise ValueError("invalid option" + ("s" if len(problems) > 1 else "") + " for framework 'tf':\n  " +
                          "\n  ".join(problems))
@@ -85,8 +86,10 @@ def build(request: BuildRequest) -> keras.Model:
     opts, shared = request.options, request.shared
     check_options(opts, shared)
     check_memory(request)
-    if shared.fast:
-        check_freezable(request.plan, 0 if request.features_only else request.num_classes, request.in_chans)
+    precision = "fp32" if shared.fast is True else shared.fast  # False, "fp32" or "bf16"
+    if precision:
+        check_freezable(request.plan, 0 if request.features_only else request.num_classes, request.in_chans,
+                        precision)
     size = opts["image_size"]
     h, w = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else (None, None))
     c = request.in_chans
@@ -112,7 +115,7 @@ def build(request: BuildRequest) -> keras.Model:
     state = state_to_load(request)
     if state is not None:
         load_canonical(model, state, strict=False, origin=request.weights.origin)
-    model = optimize_for_inference(model) if shared.fast else model
+    model = optimize_for_inference(model, precision) if precision else model
     # timm's data / head config of the weight tag; set untracked, so Keras does not wrap the dict
     object.__setattr__(model, "pretrained_cfg", pretrained_cfg(request.variant, request.weight,
                                                                features_only=request.features_only))

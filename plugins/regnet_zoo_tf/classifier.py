@@ -59,6 +59,12 @@ class RegNetClassifier(keras.Model):
     def feature_info(self):
         return self.plan.all_feature_info()
 
+    def optimize_for_inference(self, precision: str = "fp32"):
+        """A ``FrozenRegNet``: BN folded, weights as graph constants, fused oneDNN convs; ``"bf16"`` for AMX / GPU."""
+        from .fast import _optimize_for_inference
+
+        return _optimize_for_inference(self, precision)
+
     # --- forward ---------------------------------------------------------------------------------------------
     def __call__(self, inputs, *args, **kwargs):
         self.backbone.check_input(inputs)

@@ -160,7 +160,7 @@ def _converter(frozen: FrozenRegNet, request: ExportRequest, names: tuple[str, .
     shape = (request.batch, c, h, w) if frozen.data_format == "channels_first" else (request.batch, h, w, c)
 
     def serve(images):
-        out = frozen._graph(images)
+        out = frozen._graph(images, fused_add=False)
         return dict(zip(names, out if isinstance(out, (list, tuple)) else [out]))
 
     fn = tf.function(serve, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
@@ -190,6 +190,10 @@ def write_tflite(model, path: Path, request: ExportRequest) -> Artefact:
     """The ``tflite`` writer: BN folded (``FrozenRegNet``), grouped convs kept as native grouped ``CONV_2D``
     (checked: no split / concat), quantized as ``request.precision`` asks, run in the LiteRT / TFLite interpreter."""
     _check_model(model)
+    if isinstance(model, FrozenRegNet) and model.precision != "fp32":
+        raise ValueError(f"a fast={model.precision!r} model computes in bfloat16, which TFLite does not run; export "
+                         f"the Keras model (fast=False) or a fast=True one, and choose the TFLite precision with "
+                         f"precision= (fp32, fp16, int8_dynamic, int8)")
     plan = model.plan if isinstance(model, FrozenRegNet) else \
         (model if isinstance(model, RegNetBackbone) else model.backbone).plan
     names = _output_names(model)

@@ -1,15 +1,28 @@
-"""The inference fast path: BatchNorm folded into the convolutions and the weights frozen into the graph.
+"""The inference fast path: BatchNorm folded into the convolutions and the weights frozen into the graph, in float32
+or bfloat16.
 
-``optimize_for_inference(model)`` (also ``rz.create(..., framework="tf", fast=True)``) returns a ``FrozenRegNet``:
-a ``tf.Module`` whose ``__call__`` (and ``serve``, the ``tf.function`` ``tf.saved_model.save`` keeps) takes what
-``model`` takes (any batch and spatial size, in its ``data_format``) and returns what it returns in inference mode
-(logits, pooled features, or the list of feature maps), within 1e-5 relative. The weights are a snapshot: later
-changes to ``model`` do not reach it, and it cannot train.
+``optimize_for_inference(model, precision="fp32")`` (also ``rz.create(..., framework="tf", fast=True | "bf16")`` and
+``model.optimize_for_inference(precision)``) returns a ``FrozenRegNet``: a ``tf.Module`` whose ``__call__`` (and
+``serve``, the ``tf.function`` ``tf.saved_model.save`` keeps) takes what ``model`` takes (a float32 batch of any
+size, in its ``data_format``) and returns what it returns in inference mode (float32 logits, pooled features, or the
+list of feature maps), within 1e-5 relative for ``"fp32"``. The weights are a snapshot: later changes to ``model`` do
+not reach it, and it cannot train.
+
+``"bf16"`` is the same graph in bfloat16: BN is folded in float64 as for fp32, the folded kernels and biases are stored
+as bfloat16 constants, the input is cast to bfloat16 after the input check, and every conv, matmul, activation and
+squeeze-excitation runs in bfloat16; GroupNorm statistics, the global pool and the classifier run in float32, and the
+outputs are float32 (logits within about 1e-2 relative of fp32; feature maps are the bfloat16 activations). It is meant
+for GPUs and CPUs with AMX (``lscpu`` flag ``amx_bf16``), where oneDNN runs the convs on the AMX tiles, helps on
+AVX-512 BF16 CPUs, and warns on a CPU with neither (emulated bf16 is slower than fp32). Measured on a shared 2-core
+AMX CPU (TF 2.21, batch 8, 224x224): regnety_040 2.7-3.1x the fp32 fast path, regnetx_004 1.8-2.0x (its oneDNN convs
+are 2.6x faster, but per-op dispatch and the many small 7x7 convs, far below the AMX peak, do not shrink with
+bf16); regnetz_005 (depthwise convs) about 1.3x. A bf16 model exports to SavedModel, not TFLite.
 
 Why it is faster than the Keras graph on CPU (measured on regnety_040, batch 1, 224x224, 2 cores): with the kernels
 as graph constants oneDNN keeps them in its blocked layout between calls instead of reordering every variable on
-every call, and each conv + folded BN (+ ReLU) runs as one fused conv with a bias. The squeeze-excitation 1x1
-convs on the pooled vector run as matmuls.
+every call, and each conv + folded BN (+ activation) runs as one fused conv with a bias; the residual sum is an AddN,
+which grappler fuses into the block's last conv too (it left an AddV2 unfused, even with a fixed input shape). The
+squeeze-excitation 1x1 convs on the pooled vector run as matmuls.
 
 The whole design space is supported: a BN that a conv feeds directly is folded into it (post-activation units, and
 a pre-activation block's norm2 into conv1); the other pre-activation norms (norm1, norm3) run as a per-channel
@@ -22,6 +35,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from regnet_zoo import cpu
 from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan
 
 from ._tf import tf
@@ -31,6 +45,12 @@ from .layers import InputGuard
 # A GraphDef (where the frozen weights live) is a protobuf message, capped at 2 GB; leave room for the graph.
 MAX_FROZEN_BYTES = 1_800_000_000
 BN_EPS = 1e-5
+PRECISIONS = ("fp32", "bf16")
+# Activations after which the residual sum stays an AddV2 (which grappler leaves unfused). TF 2.21's
+# grappler (oneDNN build) rewrites Conv2D + BiasAdd + AddN + activation into one _FusedConv2D, but for mish its CPU
+# kernel does not implement it ("Fusion is not implemented: [BiasAdd,Add,Mish]") and for leaky_relu it computes a
+# wrong result (17% off in a 1x1 conv test: the 0.01 slope is not what the fused kernel applies).
+NO_FUSED_ADD = frozenset({"mish", "leaky_relu"})
 
 
 def _bn_affine(state: Mapping[str, np.ndarray], prefix: str) -> tuple[np.ndarray, np.ndarray]:
@@ -52,13 +72,18 @@ def _group_norm(x, gamma, beta, groups: int):
 
 
 class FrozenRegNet(tf.Module):
-    """An inference-only RegNet with folded, constant weights (see the module docstring)."""
+    """An inference-only RegNet with folded, constant weights (see the module docstring); ``precision`` is the
+    compute precision, ``"fp32"`` or ``"bf16"`` (inputs and outputs are float32 either way)."""
 
     def __init__(self, plan: ArchPlan, state: Mapping[str, np.ndarray], *, num_classes: int,
-                 out_indices: tuple[int, ...] | None, data_format: str, in_chans: int, name: str):
+                 out_indices: tuple[int, ...] | None, data_format: str, in_chans: int, name: str,
+                 precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
         super().__init__(name=name.replace(".", "_"))
         self.num_classes, self.out_indices, self.data_format, self.in_chans = num_classes, out_indices, data_format, \
             in_chans
+        self.precision = precision
         # plain attributes, kept out of TensorFlow's object tracking (nothing in them is a variable)
         object.__setattr__(self, "plan", plan)
         object.__setattr__(self, "feature_info", plan.all_feature_info() if out_indices is None else
@@ -69,19 +94,26 @@ class FrozenRegNet(tf.Module):
         self.serve = tf.function(self._graph, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
         self.serve.get_concrete_function()  # trace now: creation pays for it, not the first call
 
-    def _graph(self, images):
+    def _graph(self, images, fused_add: bool = True):
+        """The network on a float32 batch. ``fused_add``: residual sums as AddN, which TF's oneDNN grappler fuses
+        into conv3 (a sum post-op; an AddV2 it leaves unfused); the TFLite export passes False, as its converter turns
+        an AddN into ADD_N plus a separate activation, an AddV2 into one ADD with the activation fused."""
         # Weights enter as Const nodes (tf.constant of numpy inside the trace), never as captured tensors.
+        # BN is folded in float64; the constants are then stored in the compute dtype (float32 or bfloat16).
         st, plan = self._state, self.plan
         groupnorm, post, act = plan.norm == "groupnorm", not plan.preact, activation(plan.act)
         se_act = activation(plan.se_activation)
+        dtype = tf.bfloat16 if self.precision == "bf16" else tf.float32
 
-        def const(a):
-            return tf.constant(np.asarray(a, np.float32))
+        def const(a, dt=dtype):
+            return tf.constant(np.asarray(a, np.float32), dt)
 
         def norm(x, p, apply_act=True):
-            """A norm no conv feeds directly (pre-activation): BN as a per-channel affine, or GroupNorm."""
+            """A norm no conv feeds directly (pre-activation): BN as a per-channel affine, or GroupNorm (its
+            statistics in float32)."""
             if groupnorm:
-                x = _group_norm(x, const(st[f"{p}.weight"]), const(st[f"{p}.bias"]), plan.norm_groups(x.shape[-1]))
+                x = tf.cast(_group_norm(tf.cast(x, tf.float32), const(st[f"{p}.weight"], tf.float32),
+                                        const(st[f"{p}.bias"], tf.float32), plan.norm_groups(x.shape[-1])), dtype)
             else:
                 scale, shift = _bn_affine(st, p)
                 x = x * const(scale) + const(shift)
@@ -139,10 +171,12 @@ class FrozenRegNet(tf.Module):
                 y = squeeze_excite(y, f"{p}.se")
             y = unit(y, f"{p}.conv3", apply_act=False) if post else conv(norm(y, f"{p}.norm3"), f"{p}.conv3.weight")
             s = shortcut(x, b)
-            y = y if s is None else y + s
+            if s is not None:
+                y = tf.math.add_n([y, s]) if fused_add and plan.act not in NO_FUSED_ADD else y + s
             return y if plan.preact or plan.linear_out else act(y)
 
-        x = tf.transpose(images, (0, 2, 3, 1)) if self.data_format == "channels_first" else images
+        x = tf.cast(images, dtype)
+        x = tf.transpose(x, (0, 2, 3, 1)) if self.data_format == "channels_first" else x
         maps = [unit(x, "stem", 2) if post else conv(x, "stem.weight", stride=2)]
         deepest = max(self.out_indices) if self.out_indices is not None else len(plan.stages)
         for stage in plan.stages[:deepest]:
@@ -152,16 +186,17 @@ class FrozenRegNet(tf.Module):
             maps.append(x)
         if self.out_indices is not None:
             out = [maps[i] for i in self.out_indices]
-            return [tf.transpose(m, (0, 3, 1, 2)) for m in out] if self.data_format == "channels_first" else out
+            out = [tf.transpose(m, (0, 3, 1, 2)) for m in out] if self.data_format == "channels_first" else out
+            return [tf.cast(m, tf.float32) for m in out]
         last = maps[-1]
         if plan.final_conv_width:
             last = unit(last, "final_conv")
         elif plan.final_act:
             last = act(last)
-        pooled = tf.reduce_mean(last, axis=(1, 2))
+        pooled = tf.reduce_mean(tf.cast(last, tf.float32), axis=(1, 2))  # the pool and the classifier in float32
         if not self.num_classes:
             return pooled
-        return tf.matmul(pooled, const(st["head.fc.weight"].T)) + const(st["head.fc.bias"])
+        return tf.matmul(pooled, const(st["head.fc.weight"].T, tf.float32)) + const(st["head.fc.bias"], tf.float32)
 
     def __call__(self, images):
         """Logits (N, K), pooled features (N, C) or the list of feature maps, for a float image batch."""
@@ -170,28 +205,49 @@ class FrozenRegNet(tf.Module):
         return self.serve(images)
 
 
-def check_freezable(plan: ArchPlan, num_classes: int, in_chans: int) -> None:
+def _fast_option(precision: str) -> str:
+    return "fast=True" if precision == "fp32" else f"fast={precision!r}"
+
+
+def check_freezable(plan: ArchPlan, num_classes: int, in_chans: int, precision: str = "fp32") -> None:
     """Refuse, before anything is built, a model whose weights cannot be constants of one graph."""
-    size = plan.params(num_classes, in_chans) * 4
+    itemsize, dtype = (2, "bfloat16") if precision == "bf16" else (4, "float32")
+    size = plan.params(num_classes, in_chans) * itemsize
     if size > MAX_FROZEN_BYTES:
-        raise ValueError(f"fast=True freezes the weights into a TensorFlow graph, which protobuf caps at 2 GB; "
-                         f"{plan.name} has {size / 1e9:.1f} GB of float32 weights. Use the default path "
+        raise ValueError(f"{_fast_option(precision)} freezes the weights into a TensorFlow graph, which protobuf caps "
+                         f"at 2 GB; {plan.name} has {size / 1e9:.1f} GB of {dtype} weights. Use the default path "
                          f"(fast=False), whose tf.function reads the weights from variables.")
 
 
-def optimize_for_inference(model: Any) -> FrozenRegNet:
-    """A ``FrozenRegNet`` computing ``model``'s inference-mode outputs from a snapshot of its weights."""
+def optimize_for_inference(model: Any, precision: str = "fp32") -> FrozenRegNet:
+    """A ``FrozenRegNet`` computing ``model``'s inference-mode outputs from a snapshot of its weights.
+
+    ``precision="bf16"`` stores the folded weights and computes in bfloat16 (outputs are returned as float32, within
+    about 1e-2 relative of fp32); it is meant for GPUs and CPUs with AMX (``lscpu`` flag ``amx_bf16``), helps on
+    AVX-512 BF16 CPUs, and warns on a CPU with neither (emulated bf16 is slower than fp32).
+    """
+    return _optimize_for_inference(model, precision)
+
+
+def _optimize_for_inference(model: Any, precision: str) -> FrozenRegNet:
+    """``optimize_for_inference``, called by it and by the models' method of that name (one frame below the user's
+    call either way, which is where the warning points)."""
     from .backbone import RegNetBackbone
     from .weights import export_canonical
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
     backbone = model if isinstance(model, RegNetBackbone) else model.backbone
     plan = backbone.plan
     features = isinstance(model, RegNetBackbone)
     num_classes = 0 if features else model.num_classes
-    check_freezable(plan, num_classes, backbone.in_chans)
+    check_freezable(plan, num_classes, backbone.in_chans, precision)
     if features and backbone.out_indices is None:
-        raise ValueError("fast=True needs a classifier, a headless model (num_classes=0) or a features_only model; "
-                         "this keras-hub form backbone has no out_indices")
+        raise ValueError(f"{_fast_option(precision)} needs a classifier, a headless model (num_classes=0) or a "
+                         f"features_only model; this keras-hub form backbone has no out_indices")
+    if precision == "bf16" and not tf.config.list_logical_devices("GPU"):
+        cpu.warn_if_bf16_is_emulated(stacklevel=3)
     return FrozenRegNet(plan, export_canonical(model), num_classes=num_classes,
                         out_indices=tuple(backbone.out_indices) if features else None,
-                        data_format=backbone.data_format, in_chans=backbone.in_chans, name=model.name)
+                        data_format=backbone.data_format, in_chans=backbone.in_chans, name=model.name,
+                        precision=precision)
