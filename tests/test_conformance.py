@@ -17,7 +17,7 @@ from regnet_zoo import adhoc
 from harness import HIDDEN_RTOL, LOGITS_RTOL, ops, random_state, rel_err
 from regnet_zoo.contract import check_image_batch
 from regnet_zoo.frameworks import WeightSource
-from regnet_zoo.options import SHARED_NAMES, UnsupportedOptionError, accepted_options
+from regnet_zoo.options import FAST, SHARED_NAMES, UnsupportedOptionError, accepted_options
 from regnet_zoo.plugins import get_host
 from regnet_zoo.pretrained_cfg import pretrained_cfg
 
@@ -221,6 +221,16 @@ def test_unsupported_options_name_the_framework_and_reason(fw):
     values = {"drop_rate": 0.1, "drop_path_rate": 0.1, "data_format": "channels_first", "fast": True, "abstract": True}
     for name in set(values) - set(framework.unsupported):  # accepted: validated without building anything
         assert getattr(rz.build_request(NAME, fw, **{name: values[name]}).shared, name) == values[name]
+    for value in FAST[1:]:  # every fast= value: refused with the framework's reason, or outside its limits, or accepted
+        if "fast" in framework.unsupported:
+            with pytest.raises(UnsupportedOptionError) as e:
+                rz.create(NAME, fw, fast=value)
+            assert str(e.value) == f"framework {fw!r} does not support fast={value!r}: {framework.unsupported['fast']}"
+        elif value in framework.limits.get("fast", FAST):
+            assert rz.build_request(NAME, fw, fast=value).shared.fast == value
+        else:
+            with pytest.raises(UnsupportedOptionError, match=f"framework {fw!r} does not support fast=.*; it accepts"):
+                rz.build_request(NAME, fw, fast=value)
 
 
 def test_shallow_features_only_loads_and_exports_timm_weights(fw, tmp_path):
