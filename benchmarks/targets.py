@@ -139,8 +139,8 @@ def evaluate(rows: list[dict], machine: dict) -> list[dict]:
                 rec = {"target": t.text, "model": model, "batch": batch, "minimum": t.minimum,
                        "contender": t.contender, "baseline": t.baseline}
                 row, base = _find(rows, t.contender, model, batch), _find(rows, t.baseline, model, batch)
-                if row is None and base is None:
-                    continue
+                if row is None or base is None:
+                    continue  # not part of this run (a quick or filtered run)
                 r = speed_ratio(row, base) if row and base else None
                 if r is not None:
                     rec.update(r)
