@@ -11,20 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from regnet_zoo.cpu import cpu_flags  # the plugins' own reading of the CPU's flags
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("regnet-zoo", "torch", "torchvision", "timm", "transformers", "tensorflow", "keras", "tf_keras", "jax",
             "jaxlib", "flax", "numpy")
-
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def cpu_model() -> str:
