@@ -29,10 +29,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def has_amx_bf16() -> bool:
-    return "amx_bf16" in cpu_flags()
-
-
 def gpu_name() -> str | None:
     """The first NVIDIA GPU's name via nvidia-smi (no framework import), else None."""
     exe = shutil.which("nvidia-smi")
