@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from regnet_zoo import layer_flow, layer_table
 from regnet_zoo.plan import ArchPlan, BlockPlan
 
 from . import network, ops
@@ -146,99 +147,116 @@ class ConvNormAct(Module):
         return self.bn(self.conv(x, training=not self.bn.use_running_average))
 
 
-class SqueezeExcite(Module):
-    """timm's ``SEModule``: mean -> fc1 (1x1 conv + bias) -> act -> fc2 -> sigmoid gate."""
-
-    def __init__(self, channels: int, se_width: int, *, act: str = "relu", rngs: nnx.Rngs):
-        self.fc1 = Conv(channels, se_width, 1, use_bias=True, rngs=rngs)
-        self.fc2 = Conv(se_width, channels, 1, use_bias=True, rngs=rngs)
-        self.act = act
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return ops.squeeze_excite(x, self.fc1.kernel[...], self.fc1.bias[...], self.fc2.kernel[...],
-                                  self.fc2.bias[...], self.act)
-
-
-class AvgShortcut(Module):
-    """timm's ``downsample_avg``: ``ops.avg_downsample``, then the 1x1 conv (+ norm) as attribute ``"1"`` (its index
-    in timm's ``nn.Sequential``, so the variable paths are the canonical names: ``s1/b1/downsample/1/conv/kernel``)."""
-
-    def __init__(self, conv: Module, stride: int, dilation: int):
-        setattr(self, "1", conv)
-        self.stride, self.dilation = stride, dilation
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return getattr(self, "1")(ops.avg_downsample(x, self.stride, self.dilation))
-
+class Slots(Module):
+    """A plain container: the intermediate levels of a block's module paths (``se``, ``downsample``)."""
 
 
 class Bottleneck(Module):
-    """One RegNet block: 1x1 -> grouped 3x3 (stride, dilation) -> [SE] -> 1x1, plus the shortcut.
+    """One RegNet block (timm's ``Bottleneck``, or ``PreBottleneck`` in a pre-activation plan), built unit by unit
+    off the plan's layer table and run by ``layer_flow.run_block``.
 
-    ``plan.preact`` False (timm's ``Bottleneck``): each conv is a ``ConvNormAct`` (conv3 without act), the shortcut
-    (identity, 1x1 conv + norm, avg pool + 1x1 conv + norm, or none) is added, then the act (none with
-    ``linear_out``). ``plan.preact`` True (timm's ``PreBottleneck``): ``norm1..3`` (norm + act) come before bare convs
-    ``conv1..3``, the shortcut (conv without norm) starts from ``norm1``'s output, and nothing follows the add.
+    Each unit's modules sit at the table's (timm's) path inside the block: a post-activation conv + norm (+ act) is
+    one ``ConvNormAct`` (``conv1`` holding ``conv`` and ``bn``), a bare conv a ``Conv`` (``conv1``) and the norm
+    fused after it a ``Norm`` of its own (``norm2``), a lone norm a ``Norm`` (``norm1``), the squeeze-excitation 1x1
+    convs ``Conv``s with bias (``se/fc1``), the avg shortcut's conv ``downsample/1``. Pools, gates and lone
+    activations hold no weights.
     """
 
-    def __init__(self, block: BlockPlan, config: NetConfig, *, frozen: bool, rngs: nnx.Rngs):
-        plan, w, n = config.plan, block.bottleneck_width, block.name
-        self.preact, self.residual = plan.preact, block.shortcut != "none"
-        self.act = None if plan.preact or plan.linear_out else plan.act
-        conv2 = dict(stride=block.stride, groups=block.groups, dilation=block.dilation,
-                     impl=config.conv_impl(n), train_impl=config.conv_impl(n, True), rngs=rngs)
+    def __init__(self, block: BlockPlan, config: NetConfig, *, reduction: int, frozen: bool, rngs: nnx.Rngs):
+        plan, n = config.plan, block.name
+        self.block, self.reduction, self.plan = block, reduction, plan
+        self.first_norm = ""  # path of a norm of this block: its mode picks the grouped conv's training impl
         norm = dict(frozen=frozen, axis_name=config.axis_name)
-        if plan.preact:
-            for i, c in enumerate((block.in_width, w, w), start=1):
-                setattr(self, f"norm{i}", Norm(c, norm_groups=config.norm_groups(c), act=plan.act,
-                                               where=f"{n}.norm{i}", **norm))
-            self.conv1 = Conv(block.in_width, w, 1, rngs=rngs)
-            self.conv2 = Conv(w, w, 3, **conv2)
-            self.conv3 = Conv(w, block.out_width, 1, rngs=rngs)
-            shortcut = functools.partial(Conv, block.in_width, block.out_width, 1, rngs=rngs)
-        else:
-            def cna(cin, cout, k, name, **kw):
-                return ConvNormAct(cin, cout, k, norm_groups=config.norm_groups(cout), where=f"{n}.{name}",
-                                   **norm, **kw)
+        for u in layer_flow.units(layer_table.block_layers(plan, block, reduction)):
+            layer, act = u.layer, u.act.act if u.act is not None else None
+            if layer.kind == "conv" and layer.reduction == layer_table.POOLED:  # squeeze-excitation
+                self._put(layer.name, Conv(layer.in_width, layer.out_width, 1, use_bias=True, rngs=rngs))
+                continue
+            if layer.kind == "conv":
+                conv = dict(stride=layer.stride, groups=layer.groups, dilation=layer.dilation, rngs=rngs)
+                if layer.kernel > 1:  # the block's spatial (grouped) conv: the impl chosen for this block
+                    conv.update(impl=config.conv_impl(n), train_impl=config.conv_impl(n, True))
+                if u.conv_norm_act:
+                    self._put(u.conv_norm_act, ConvNormAct(
+                        layer.in_width, layer.out_width, layer.kernel, act=act, where=u.conv_norm_act,
+                        zero_init_bn=config.zero_init_last and u.norm.zero_init,
+                        norm_groups=config.norm_groups(layer.out_width), **norm, **conv))
+                    self.first_norm = self.first_norm or u.norm.name
+                    continue
+                self._put(layer.name, Conv(layer.in_width, layer.out_width, layer.kernel, **conv))
+            norm_layer = u.norm if layer.kind == "conv" else layer
+            if norm_layer is not None and norm_layer.kind == "norm":
+                self._put(norm_layer.name, Norm(norm_layer.out_width, norm_groups=config.norm_groups(
+                    norm_layer.out_width), act=act, where=norm_layer.name, **norm))
+                self.first_norm = self.first_norm or norm_layer.name
 
-            self.conv1 = cna(block.in_width, w, 1, "conv1", act=plan.act, rngs=rngs)
-            self.conv2 = cna(w, w, 3, "conv2", act=plan.act, **conv2)
-            self.conv3 = cna(w, block.out_width, 1, "conv3", act=None, zero_init_bn=config.zero_init_last,
-                             rngs=rngs)
-            name = "downsample.1" if block.shortcut == "avg" else "downsample"
-            shortcut = functools.partial(cna, block.in_width, block.out_width, 1, name, act=None, rngs=rngs)
-        self.se = SqueezeExcite(w, block.se_width, act=plan.se_activation, rngs=rngs) if block.se_width else None
-        if block.shortcut == "conv1x1":
-            self.downsample = shortcut(stride=block.stride)
-        elif block.shortcut == "avg":
-            self.downsample = AvgShortcut(shortcut(), block.stride, block.dilation)
-        else:
-            self.downsample = None
+    def _put(self, name: str, module: Module) -> None:
+        """``module`` at ``name`` (a table name, ``s1.b1.se.fc1``) relative to this block, creating ``Slots``."""
+        *parents, last = name.removeprefix(f"{self.block.name}.").split(".")
+        owner = self
+        for p in parents:
+            if not hasattr(owner, p):
+                setattr(owner, p, Slots())
+            owner = getattr(owner, p)
+        setattr(owner, last, module)
+
+    def _get(self, name: str) -> Module:
+        owner = self
+        for p in name.removeprefix(f"{self.block.name}.").split("."):
+            owner = getattr(owner, p)
+        return owner
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.preact:
-            x = self.norm1(x)
-            y = self.conv2(self.norm2(self.conv1(x)), training=not self.norm2.use_running_average)
-            if self.se is not None:
-                y = self.se(y)
-            y = self.conv3(self.norm3(y))
-        else:
-            y = self.conv2(self.conv1(x))
-            if self.se is not None:
-                y = self.se(y)
-            y = self.conv3(y)
-        if self.residual:
-            y = y + (x if self.downsample is None else self.downsample(x))
-        return ops.activation(y, self.act)
+        return layer_flow.run_block(self.plan, self.block, self.reduction, x, _BlockOps(self))
+
+
+class _BlockOps:
+    """``layer_flow.NetworkOps`` on one ``Bottleneck``'s modules."""
+
+    def __init__(self, block: Bottleneck):
+        self.block = block
+        mode = block._get(block.first_norm) if block.first_norm else None
+        self.training = mode is not None and not mode.use_running_average
+
+    def unit(self, u, x):
+        layer, act = u.layer, u.act.act if u.act is not None else None
+        if layer.kind == "conv" and layer.reduction == layer_table.POOLED:
+            conv = self.block._get(layer.name)
+            return ops.activation(jnp.dot(x, conv.kernel[...][0, 0].astype(x.dtype)) + conv.bias[...].astype(x.dtype),
+                                  act)
+        if layer.kind == "conv":
+            if u.conv_norm_act:
+                return self.block._get(u.conv_norm_act)(x)
+            x = self.block._get(layer.name)(x, training=self.training)
+            return self.block._get(u.norm.name)(x) if u.norm is not None else ops.activation(x, act)
+        if layer.kind == "norm":
+            return self.block._get(layer.name)(x)
+        if layer.kind == "pool":
+            return ops.avg_downsample(x, layer.stride, layer.dilation)
+        if layer.kind == "act":
+            return ops.activation(x, layer.act)
+        raise NotImplementedError(f"the Flax model has no {layer.kind!r} layer ({layer.name})")
+
+    def squeeze(self, x, unit):
+        return jnp.mean(x.astype(ops.acc_dtype(x.dtype)), axis=(1, 2), keepdims=True).astype(x.dtype)
+
+    def gate(self, x, s, unit):
+        return x * jax.nn.sigmoid(s)
+
+    def add(self, y, shortcut, block):
+        return y + shortcut
 
 
 class Stage(Module):
     """Blocks ``b1 .. bN`` of one stage (attribute names = timm's, so paths match the canonical keys)."""
 
-    def __init__(self, blocks: tuple[BlockPlan, ...], config: NetConfig, *, frozen: bool, rngs: nnx.Rngs):
+    def __init__(self, blocks: tuple[BlockPlan, ...], config: NetConfig, *, reduction: int, frozen: bool,
+                 rngs: nnx.Rngs):
+        """``reduction``: that of the stage's input map."""
         self.depth = len(blocks)
         for j, block in enumerate(blocks, start=1):
-            setattr(self, f"b{j}", Bottleneck(block, config, frozen=frozen, rngs=rngs))
+            setattr(self, f"b{j}", Bottleneck(block, config, reduction=reduction, frozen=frozen, rngs=rngs))
+            reduction *= block.stride
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for j in range(1, self.depth + 1):
@@ -288,8 +306,11 @@ class RegNet(Module):
             self.stem = ConvNormAct(config.in_chans, plan.stem_width, 3, stride=2, act=plan.act,
                                     norm_groups=config.norm_groups(plan.stem_width), frozen=config.bn_frozen(0),
                                     axis_name=a, where="stem", rngs=rngs)
+        reduction = 2
         for stage in plan.stages:
-            setattr(self, stage.name, Stage(stage.blocks, config, frozen=config.bn_frozen(stage.index), rngs=rngs))
+            setattr(self, stage.name, Stage(stage.blocks, config, reduction=reduction,
+                                            frozen=config.bn_frozen(stage.index), rngs=rngs))
+            reduction *= math.prod(b.stride for b in stage.blocks)
         width = plan.final_conv_width  # timm's ConvNormAct after s4; see network.final_layer
         self.final_conv = ConvNormAct(plan.stages[-1].out_width, width, 1, act=plan.act,
                                       norm_groups=config.norm_groups(width), frozen=config.bn_frozen(5), axis_name=a,

@@ -197,17 +197,6 @@ def avg_downsample(x: jax.Array, stride: int, dilation: int = 1) -> jax.Array:
     return (s / jnp.asarray(np.outer(ch, cw)[None, :, :, None], acc)).astype(x.dtype)
 
 
-def squeeze_excite(x: jax.Array, w1: jax.Array, b1: jax.Array, w2: jax.Array, b2: jax.Array,
-                   act: str = "relu") -> jax.Array:
-    """timm's ``SEModule``: global mean -> 1x1 conv + ``act`` -> 1x1 conv -> sigmoid gate.
-
-    Kernels are (1, 1, in, out)."""
-    s = jnp.mean(x.astype(acc_dtype(x.dtype)), axis=(1, 2), keepdims=True).astype(x.dtype)
-    s = activation(jnp.dot(s, w1[0, 0].astype(x.dtype)) + b1.astype(x.dtype), act)
-    s = jax.nn.sigmoid(jnp.dot(s, w2[0, 0].astype(x.dtype)) + b2.astype(x.dtype))
-    return x * s
-
-
 def global_pool(x: jax.Array) -> jax.Array:
     """(N, H, W, C) -> (N, C), averaged in float32 (or float64)."""
     return jnp.mean(x.astype(acc_dtype(x.dtype)), axis=(1, 2)).astype(x.dtype)

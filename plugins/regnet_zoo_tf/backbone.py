@@ -1,7 +1,7 @@
 """``RegNetBackbone``: a RegNet trunk as a keras-hub ``FeaturePyramidBackbone`` (functional, NHWC inside): X / Y and
 timm's wider design space (pre-activation RegNetV, GroupNorm, the plan's activations (``activations``), avg-pool or
-absent shortcuts, bottleneck ratio, linear_out and a final 1x1 conv as in RegNetZ), one block definition reading the
-plan.
+absent shortcuts, bottleneck ratio, linear_out and a final 1x1 conv as in RegNetZ), built unit by unit off the plan's
+layer table (``regnet_zoo.layer_flow``), as the fast path (``fast``) is.
 
 Every layer is named after its canonical (timm) module path: ``stem.conv``, ``stem.bn``, ``s2.b1.conv2.conv``,
 ``s2.b1.se.fc1``, ``s2.b1.downsample.bn`` ..., so ``backbone.get_layer("s3.b2.conv1.bn")`` holds exactly the
@@ -24,7 +24,9 @@ from typing import Iterable, Sequence
 
 from keras_hub.models import FeaturePyramidBackbone
 
+from regnet_zoo import layer_flow, layer_table
 from regnet_zoo.feature_info import normalize_out_indices
+from regnet_zoo.layer_table import POOLED
 from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan, StagePlan
 
 from ._tf import keras
@@ -112,7 +114,8 @@ def conv_init(groups: int = 1):
 
 
 class _Builder:
-    """Creates the named layers of one backbone from its plan and wires them on NHWC KerasTensors.
+    """``layer_flow.NetworkOps`` that creates the named Keras layers of one backbone, unit by unit off the plan's
+    layer table, and wires them on NHWC KerasTensors.
 
     Fresh weights follow timm's init (He fan-out convs, norms 1 / 0, the last norm of each post-activation block
     zeroed), so an untrained model behaves like timm's and trains from scratch the same way.
@@ -123,6 +126,37 @@ class _Builder:
         self.plan, self.dtype, self.norm_eval, self.sync_bn = plan, dtype, norm_eval, sync_bn
         self.grouped_conv = grouped_conv
         self.drop_path_rates = drop_path_rates or {}
+
+    # --- layer_flow.NetworkOps ---------------------------------------------------------------------------------
+    def unit(self, u: layer_flow.Unit, x):
+        layer, act = u.layer, u.act is not None
+        if layer.kind == "conv" and layer.reduction == POOLED:  # squeeze-excitation 1x1 on the pooled map
+            return keras.layers.Conv2D(layer.out_width, 1, activation=activation(u.act.act) if act else None,
+                                       kernel_initializer=conv_init(), dtype=self.dtype, name=layer.name)(x)
+        if layer.kind == "conv":
+            x = self.conv(x, layer)
+            return self.norm(x, u.norm.name, act, u.norm.zero_init) if u.norm is not None else x
+        if layer.kind == "norm":
+            return self.norm(x, layer.name, act)
+        if layer.kind == "act":
+            return self.act(x, layer.name)
+        if layer.kind == "pool":
+            return self.pool(x, layer)
+        raise NotImplementedError(f"the Keras backbone has no {layer.kind!r} layer ({layer.name})")
+
+    def squeeze(self, x, unit):
+        return keras.layers.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype,
+                                                   name=f"{unit.name.rsplit('.', 1)[0]}.pool")(x)
+
+    def gate(self, x, s, unit):
+        s = keras.layers.Activation("sigmoid", dtype=self.dtype, name=f"{unit.name}.sigmoid")(s)
+        return keras.layers.Multiply(dtype=self.dtype, name=unit.name)([x, s])
+
+    def add(self, y, shortcut, block: BlockPlan):
+        p = block.name
+        if self.drop_path_rates.get(p):
+            y = DropPath(self.drop_path_rates[p], dtype=self.dtype, name=f"{p}.drop_path")(y)
+        return keras.layers.Add(dtype=self.dtype, name=f"{p}.add")([y, shortcut])
 
     # --- layers ----------------------------------------------------------------------------------------------
     def act(self, x, name):
@@ -139,87 +173,39 @@ class _Builder:
                           gamma_initializer=gamma, fused_inference=not (act and self.plan.act in NO_FUSED_BN))(x)
         return self.act(x, f"{name}.act") if act else x
 
-    def conv(self, x, name, filters, kernel=1, stride=1, groups=1, dilation=1, pad_name=None):
-        """A bias-free conv named ``name`` with PyTorch's symmetric padding (``dilation * (k // 2)`` each side)."""
-        if kernel > 1:
-            x = keras.layers.ZeroPadding2D(dilation * (kernel // 2), dtype=self.dtype,
-                                           name=pad_name or f"{name}.pad")(x)
-        common = dict(strides=stride, padding="valid", use_bias=False, dtype=self.dtype, name=name,
-                      kernel_initializer=conv_init(groups), dilation_rate=dilation)
-        if groups > 1:
-            return GroupedConv2D(filters, kernel, groups=groups, impl=self.grouped_conv, **common)(x)
-        return keras.layers.Conv2D(filters, kernel, **common)(x)
+    def conv(self, x, layer):
+        """The bias-free conv ``layer`` with PyTorch's symmetric padding (``dilation * (k // 2)`` each side), its
+        padding named after the unit (``s1.b1.conv2.pad``)."""
+        if layer.kernel > 1:
+            x = keras.layers.ZeroPadding2D(layer.dilation * (layer.kernel // 2), dtype=self.dtype,
+                                           name=f"{layer.name.removesuffix('.conv')}.pad")(x)
+        common = dict(strides=layer.stride, padding="valid", use_bias=False, dtype=self.dtype, name=layer.name,
+                      kernel_initializer=conv_init(layer.groups), dilation_rate=layer.dilation)
+        if layer.groups > 1:
+            return GroupedConv2D(layer.out_width, layer.kernel, groups=layer.groups, impl=self.grouped_conv,
+                                 **common)(x)
+        return keras.layers.Conv2D(layer.out_width, layer.kernel, **common)(x)
 
-    def conv_unit(self, x, prefix, filters, kernel=1, stride=1, groups=1, dilation=1, act=True, zero_init=False):
-        """timm's ``ConvNormAct`` (``prefix.conv``, ``prefix.bn``, ``prefix.act``) in a post-activation network;
-        a bare conv named ``prefix`` in a pre-activation one (its norm belongs to the next unit)."""
-        if self.plan.preact:
-            return self.conv(x, prefix, filters, kernel, stride, groups, dilation)
-        x = self.conv(x, f"{prefix}.conv", filters, kernel, stride, groups, dilation, pad_name=f"{prefix}.pad")
-        return self.norm(x, f"{prefix}.bn", act, zero_init)
-
-    def squeeze_excite(self, x, prefix, width, se_width):
-        s = keras.layers.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype, name=f"{prefix}.pool")(x)
-        s = keras.layers.Conv2D(se_width, 1, activation=activation(self.plan.se_activation),
-                                kernel_initializer=conv_init(), dtype=self.dtype, name=f"{prefix}.fc1")(s)
-        s = keras.layers.Conv2D(width, 1, activation="sigmoid", kernel_initializer=conv_init(), dtype=self.dtype,
-                                name=f"{prefix}.fc2")(s)
-        return keras.layers.Multiply(dtype=self.dtype, name=f"{prefix}.gate")([x, s])
-
-    def shortcut(self, x, b: BlockPlan):
-        """timm's ``create_shortcut``: identity, 1x1 conv (+ norm), avg pool + 1x1 conv (+ norm), or None."""
-        p = f"{b.name}.downsample"
-        if b.shortcut in ("identity", "none"):
-            return x if b.shortcut == "identity" else None
-        if b.shortcut == "conv1x1":
-            return self.conv_unit(x, p, b.out_width, 1, b.stride, act=False)
-        if b.dilation > 1:  # timm's AvgPool2dSame(2, 1): zero-pad right / bottom, zeros counted
-            x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), dtype=self.dtype, name=f"{p}.0.pad")(x)
-            x = keras.layers.AveragePooling2D(2, 1, "valid", dtype=self.dtype, name=f"{p}.0")(x)
-        elif b.stride > 1:  # AvgPool2d(2, s, ceil_mode=True, count_include_pad=False) == TF's "same" average
-            x = keras.layers.AveragePooling2D(2, b.stride, "same", dtype=self.dtype, name=f"{p}.0")(x)
-        return self.conv_unit(x, f"{p}.1", b.out_width, 1, act=False)
+    def pool(self, x, layer):
+        """timm's shortcut pool: ``AvgPool2dSame(2, 1)`` when dilated (zero-pad right / bottom, zeros counted),
+        ``AvgPool2d(2, stride, ceil_mode, count_include_pad=False)`` (TF's "same" average) when strided."""
+        if layer.dilation > 1:
+            x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), dtype=self.dtype, name=f"{layer.name}.pad")(x)
+            return keras.layers.AveragePooling2D(2, 1, "valid", dtype=self.dtype, name=layer.name)(x)
+        if layer.stride > 1:
+            return keras.layers.AveragePooling2D(2, layer.stride, "same", dtype=self.dtype, name=layer.name)(x)
+        return x
 
     # --- network ---------------------------------------------------------------------------------------------
-    def block(self, x, b: BlockPlan):
-        """timm's ``Bottleneck`` or, in a pre-activation network, ``PreBottleneck``."""
-        p, pre, width = b.name, self.plan.preact, b.bottleneck_width
-        if pre:
-            x = self.norm(x, f"{p}.norm1")
-        y = self.conv_unit(x, f"{p}.conv1", width)
-        if pre:
-            y = self.norm(y, f"{p}.norm2")
-        y = self.conv_unit(y, f"{p}.conv2", width, 3, b.stride, b.groups, b.dilation)
-        if b.se_width:
-            y = self.squeeze_excite(y, f"{p}.se", width, b.se_width)
-        if pre:
-            y = self.norm(y, f"{p}.norm3")
-        # timm zero-inits the last norm of each post-activation block, except in RegNetZ (linear_out, whose blocks
-        # without a shortcut would output zeros)
-        y = self.conv_unit(y, f"{p}.conv3", b.out_width, act=False, zero_init=not self.plan.linear_out)
-        shortcut = self.shortcut(x, b)
-        if shortcut is not None:
-            if self.drop_path_rates.get(p):
-                y = DropPath(self.drop_path_rates[p], dtype=self.dtype, name=f"{p}.drop_path")(y)
-            y = keras.layers.Add(dtype=self.dtype, name=f"{p}.add")([y, shortcut])
-        return y if pre or self.plan.linear_out else self.act(y, f"{p}.act")
-
     def trunk(self, x) -> list:
         """NHWC maps [stem, s1, s2, s3, s4]."""
-        maps = [self.conv_unit(x, "stem", self.plan.stem_width, 3, 2)]
-        for stage in self.plan.stages:
-            x = maps[-1]
-            for b in stage.blocks:
-                x = self.block(x, b)
-            maps.append(x)
-        return maps
+        return layer_flow.run_trunk(self.plan, x, self)
 
     def head_input(self, x):
         """What follows s4 (timm's ``final_conv``): 1x1 ConvNormAct, an activation alone, or nothing."""
-        if self.plan.final_conv_width:
-            x = self.conv(x, "final_conv.conv", self.plan.final_conv_width)
-            return self.norm(x, "final_conv.bn")
-        return self.act(x, "final_conv") if self.plan.final_act else x
+        for u in layer_flow.units(layer_table.final_layers(self.plan)):
+            x = self.unit(u, x)
+        return x
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

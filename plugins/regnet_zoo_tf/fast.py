@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from regnet_zoo import cpu
+from regnet_zoo import cpu, layer_flow, layer_table
 from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan
 
 from ._tf import tf
@@ -71,6 +71,81 @@ def _group_norm(x, gamma, beta, groups: int):
     return tf.reshape(g, shape) * gamma + beta
 
 
+class _FrozenOps:
+    """``layer_flow.NetworkOps`` on frozen weights. Weights enter as Const nodes (``tf.constant`` of numpy inside the
+    trace), never as captured tensors; BN is folded in float64, then every constant is stored in ``dtype`` (float32
+    or bfloat16), except GroupNorm's affine and the classifier, which stay float32."""
+
+    def __init__(self, plan: ArchPlan, state: Mapping[str, np.ndarray], dtype, fused_add: bool):
+        self.plan, self.state, self.dtype = plan, state, dtype
+        self.fused_add = fused_add and plan.act not in NO_FUSED_ADD
+
+    def const(self, a, dtype=None):
+        return tf.constant(np.asarray(a, np.float32), dtype or self.dtype)
+
+    def unit(self, u: layer_flow.Unit, x):
+        layer = u.layer
+        if layer.kind == "conv" and layer.reduction == layer_table.POOLED:  # SE 1x1 on the pooled vector: a matmul
+            x = tf.matmul(x, self.const(self.state[f"{u.name}.weight"][:, :, 0, 0].T))
+            x += self.const(self.state[f"{u.name}.bias"])
+        elif layer.kind == "conv":
+            x = self._conv(x, layer, u.norm)
+        elif layer.kind == "norm":
+            x = self._norm(x, layer.name)
+        elif layer.kind == "pool":
+            x = self._pool(x, layer)
+        elif layer.kind == "linear":  # in float32
+            x = tf.matmul(x, self.const(self.state[f"{u.name}.weight"].T, tf.float32))
+            x += self.const(self.state[f"{u.name}.bias"], tf.float32)
+        elif layer.kind != "act":
+            raise NotImplementedError(f"the TensorFlow fast path has no {layer.kind!r} layer ({layer.name})")
+        act = layer if layer.kind == "act" else u.act
+        return activation(act.act)(x) if act is not None else x
+
+    def squeeze(self, x, unit):
+        return tf.reduce_mean(x, axis=(1, 2))
+
+    def gate(self, x, s, unit):
+        return x * tf.sigmoid(s)[:, None, None, :]
+
+    def add(self, y, shortcut, block):
+        return tf.math.add_n([y, shortcut]) if self.fused_add else y + shortcut
+
+    def _norm(self, x, name: str):
+        """A norm no conv is folded with: BN as a per-channel affine, or GroupNorm (its statistics in float32)."""
+        if self.plan.norm == "groupnorm":
+            gamma, beta = (self.const(self.state[f"{name}.{k}"], tf.float32) for k in ("weight", "bias"))
+            return tf.cast(_group_norm(tf.cast(x, tf.float32), gamma, beta, self.plan.norm_groups(x.shape[-1])),
+                           self.dtype)
+        scale, shift = _bn_affine(self.state, name)
+        return x * self.const(scale) + self.const(shift)
+
+    def _conv(self, x, layer, norm):
+        """The conv ``layer`` with PyTorch's symmetric padding, then ``norm`` (a BN is folded into its kernel and
+        bias; a GroupNorm is computed)."""
+        w, bias = self.state[f"{layer.name}.weight"].astype(np.float64), None
+        if norm is not None and self.plan.norm != "groupnorm":
+            scale, bias = _bn_affine(self.state, norm.name)
+            w = w * scale[:, None, None, None]
+        pad = layer.dilation * (layer.kernel // 2)
+        if pad:
+            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        # a grouped kernel (k, k, in / groups, out) makes a grouped conv
+        y = tf.nn.conv2d(x, self.const(np.transpose(w, (2, 3, 1, 0))), layer.stride, "VALID",
+                         dilations=layer.dilation)
+        if bias is not None:
+            return tf.nn.bias_add(y, self.const(bias))
+        return self._norm(y, norm.name) if norm is not None else y
+
+    @staticmethod
+    def _pool(x, layer):
+        """timm's shortcut pool: ``AvgPool2dSame(2, 1)`` when dilated (zero-pad right / bottom, zeros counted),
+        ``AvgPool2d(2, stride, ceil_mode, count_include_pad=False)`` (TF's "SAME" average) when strided."""
+        if layer.dilation > 1:
+            return tf.nn.avg_pool2d(tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]]), 2, 1, "VALID")
+        return tf.nn.avg_pool2d(x, 2, layer.stride, "SAME") if layer.stride > 1 else x
+
+
 class FrozenRegNet(tf.Module):
     """An inference-only RegNet with folded, constant weights (see the module docstring); ``precision`` is the
     compute precision, ``"fp32"`` or ``"bf16"`` (inputs and outputs are float32 either way)."""
@@ -95,108 +170,27 @@ class FrozenRegNet(tf.Module):
         self.serve.get_concrete_function()  # trace now: creation pays for it, not the first call
 
     def _graph(self, images, fused_add: bool = True):
-        """The network on a float32 batch. ``fused_add``: residual sums as AddN, which TF's oneDNN grappler fuses
-        into conv3 (a sum post-op; an AddV2 it leaves unfused); the TFLite export passes False, as its converter turns
-        an AddN into ADD_N plus a separate activation, an AddV2 into one ADD with the activation fused."""
-        # Weights enter as Const nodes (tf.constant of numpy inside the trace), never as captured tensors.
-        # BN is folded in float64; the constants are then stored in the compute dtype (float32 or bfloat16).
-        st, plan = self._state, self.plan
-        groupnorm, post, act = plan.norm == "groupnorm", not plan.preact, activation(plan.act)
-        se_act = activation(plan.se_activation)
-        dtype = tf.bfloat16 if self.precision == "bf16" else tf.float32
-
-        def const(a, dt=dtype):
-            return tf.constant(np.asarray(a, np.float32), dt)
-
-        def norm(x, p, apply_act=True):
-            """A norm no conv feeds directly (pre-activation): BN as a per-channel affine, or GroupNorm (its
-            statistics in float32)."""
-            if groupnorm:
-                x = tf.cast(_group_norm(tf.cast(x, tf.float32), const(st[f"{p}.weight"], tf.float32),
-                                        const(st[f"{p}.bias"], tf.float32), plan.norm_groups(x.shape[-1])), dtype)
-            else:
-                scale, shift = _bn_affine(st, p)
-                x = x * const(scale) + const(shift)
-            return act(x) if apply_act else x
-
-        def conv(x, weight, norm_prefix=None, stride=1, dilation=1, apply_act=False):
-            """Conv ``weight`` (canonical key), then the norm ``norm_prefix`` (a BN is folded into the conv's
-            kernel and bias), then the activation."""
-            w = st[weight].astype(np.float64)
-            bias = None
-            if norm_prefix and not groupnorm:
-                scale, bias = _bn_affine(st, norm_prefix)
-                w = w * scale[:, None, None, None]
-            if w.shape[-1] > 1:
-                x = tf.pad(x, [[0, 0], [dilation, dilation], [dilation, dilation], [0, 0]])
-            # a grouped kernel (k, k, in / groups, out) makes a grouped conv
-            y = tf.nn.conv2d(x, const(np.transpose(w, (2, 3, 1, 0))), stride, "VALID", dilations=dilation)
-            if bias is not None:
-                y = tf.nn.bias_add(y, const(bias))
-            elif norm_prefix:
-                y = norm(y, norm_prefix, apply_act=False)
-            return act(y) if apply_act else y
-
-        def unit(x, p, stride=1, dilation=1, apply_act=True):
-            """timm's ``ConvNormAct`` ``p`` (post-activation networks)."""
-            return conv(x, f"{p}.conv.weight", f"{p}.bn", stride, dilation, apply_act)
-
-        def shortcut(x, b):
-            if b.shortcut in ("identity", "none"):
-                return x if b.shortcut == "identity" else None
-            p, stride = f"{b.name}.downsample", b.stride
-            if b.shortcut == "avg":
-                if b.dilation > 1:  # timm's AvgPool2dSame(2, 1): zero-pad right / bottom, zeros counted
-                    x = tf.nn.avg_pool2d(tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]]), 2, 1, "VALID")
-                elif stride > 1:  # ceil_mode, count_include_pad=False: TF's "SAME" average
-                    x = tf.nn.avg_pool2d(x, 2, stride, "SAME")
-                p, stride = f"{p}.1", 1
-            return unit(x, p, stride, apply_act=False) if post else conv(x, f"{p}.weight", stride=stride)
-
-        def squeeze_excite(y, p):
-            s = tf.reduce_mean(y, axis=(1, 2))  # the 1x1 convs on the pooled vector run as matmuls
-            s = se_act(tf.matmul(s, const(st[f"{p}.fc1.weight"][:, :, 0, 0].T)) + const(st[f"{p}.fc1.bias"]))
-            s = tf.sigmoid(tf.matmul(s, const(st[f"{p}.fc2.weight"][:, :, 0, 0].T)) + const(st[f"{p}.fc2.bias"]))
-            return y * s[:, None, None, :]
-
-        def block(x, b):
-            p = b.name
-            if post:
-                y = unit(unit(x, f"{p}.conv1"), f"{p}.conv2", b.stride, b.dilation)
-            else:  # PreBottleneck: norm1 + act on the input (the shortcut's input too); norm2 folds into conv1
-                x = norm(x, f"{p}.norm1")
-                y = conv(conv(x, f"{p}.conv1.weight", f"{p}.norm2", apply_act=True), f"{p}.conv2.weight",
-                         stride=b.stride, dilation=b.dilation)
-            if b.se_width:
-                y = squeeze_excite(y, f"{p}.se")
-            y = unit(y, f"{p}.conv3", apply_act=False) if post else conv(norm(y, f"{p}.norm3"), f"{p}.conv3.weight")
-            s = shortcut(x, b)
-            if s is not None:
-                y = tf.math.add_n([y, s]) if fused_add and plan.act not in NO_FUSED_ADD else y + s
-            return y if plan.preact or plan.linear_out else act(y)
-
-        x = tf.cast(images, dtype)
+        """The network on a float32 batch, walked off the layer table (``regnet_zoo.layer_flow``). ``fused_add``:
+        residual sums as AddN, which TF's oneDNN grappler fuses into conv3 (a sum post-op; an AddV2 it leaves
+        unfused); the TFLite export passes False, as its converter turns an AddN into ADD_N plus a separate
+        activation, an AddV2 into one ADD with the activation fused."""
+        plan = self.plan
+        ops = _FrozenOps(plan, self._state, tf.bfloat16 if self.precision == "bf16" else tf.float32, fused_add)
+        x = tf.cast(images, ops.dtype)
         x = tf.transpose(x, (0, 2, 3, 1)) if self.data_format == "channels_first" else x
-        maps = [unit(x, "stem", 2) if post else conv(x, "stem.weight", stride=2)]
         deepest = max(self.out_indices) if self.out_indices is not None else len(plan.stages)
-        for stage in plan.stages[:deepest]:
-            x = maps[-1]
-            for b in stage.blocks:
-                x = block(x, b)
-            maps.append(x)
+        maps = layer_flow.run_trunk(plan, x, ops, in_chans=self.in_chans, stages=deepest)
         if self.out_indices is not None:
             out = [maps[i] for i in self.out_indices]
             out = [tf.transpose(m, (0, 3, 1, 2)) for m in out] if self.data_format == "channels_first" else out
             return [tf.cast(m, tf.float32) for m in out]
         last = maps[-1]
-        if plan.final_conv_width:
-            last = unit(last, "final_conv")
-        elif plan.final_act:
-            last = act(last)
+        for u in layer_flow.units(layer_table.final_layers(plan)):
+            last = ops.unit(u, last)
         pooled = tf.reduce_mean(tf.cast(last, tf.float32), axis=(1, 2))  # the pool and the classifier in float32
-        if not self.num_classes:
-            return pooled
-        return tf.matmul(pooled, const(st["head.fc.weight"].T, tf.float32)) + const(st["head.fc.bias"], tf.float32)
+        for u in layer_flow.units(layer_table.head_layers(plan, self.num_classes)):
+            pooled = ops.unit(u, pooled)
+        return pooled
 
     def __call__(self, images):
         """Logits (N, K), pooled features (N, C) or the list of feature maps, for a float image batch."""

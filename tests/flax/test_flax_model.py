@@ -86,9 +86,9 @@ def test_abstract_structure_follows_the_plan(name):
             conv2 = block.conv2 if plan.preact else block.conv2.conv  # preact blocks: bare convs
             assert conv2.kernel.shape == (3, 3, b.bottleneck_width // b.groups, b.bottleneck_width)
             assert conv2.groups == b.groups and conv2.stride == b.stride
-            assert (block.se.fc1.kernel.shape[-1] if block.se is not None else 0) == b.se_width
-            assert (block.downsample is not None) == b.shortcut_conv
-            assert block.residual == (b.shortcut != "none")
+            assert (block.se.fc1.kernel.shape[-1] if hasattr(block, "se") else 0) == b.se_width
+            assert hasattr(block, "downsample") == b.shortcut_conv
+            assert block.block == b  # the block plan its forward walks (``layer_flow.run_block``)
     norm = {"batchnorm": BatchNorm, "groupnorm": GroupNorm}[plan.norm]
     assert len(batch_norms(model, (BatchNorm, GroupNorm))) == len(batch_norms(model, norm)) == n_batch_norms(plan)
     assert (model.final_conv is not None) == bool(plan.final_width)
