@@ -53,3 +53,17 @@ def _bigmem_one_at_a_time(request):
     with open(lock, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # released when f is closed, or when the worker dies
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jax_compilation_cache(tmp_path_factory):
+    """One JAX compilation cache for this run, shared by its xdist workers (fresh every run): the many tests that
+    compile the same small model at the same shapes compile it once. Exact: a hit needs the same HLO and options."""
+    if "jax" in sys.modules:  # test modules are imported at collection, before any test compiles
+        import jax
+
+        run_dir = tmp_path_factory.getbasetemp()
+        run_dir = run_dir.parent if "PYTEST_XDIST_WORKER" in os.environ else run_dir
+        jax.config.update("jax_compilation_cache_dir", str(run_dir / "jax-cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    yield

@@ -164,7 +164,7 @@ def test_hooks_work_on_the_linen_pair(pair):
     assert rel_err(out, o.run(model, x)) < 1e-5
 
 
-@pytest.mark.parametrize("conv_impl", ("split", "loop"))
+@pytest.mark.parametrize("conv_impl", ("loop", pytest.param("split", marks=pytest.mark.slow)))
 def test_dilated_linen_and_grouped_conv_impls_agree(conv_impl):
     """output_stride=8: the linen form and every grouped-conv impl compute the NNX model's dilated network."""
     state = random_state(NAME)
