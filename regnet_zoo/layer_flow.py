@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
-from .layer_table import Layer, block_layers, stem_layers
+from .layer_table import POOLED, Layer, block_layers, stem_layers
 
 if TYPE_CHECKING:
     from .plan import ArchPlan, BlockPlan
@@ -38,6 +38,17 @@ class Unit:
     @property
     def branch(self) -> str:
         return self.layer.branch
+
+    @property
+    def pooled(self) -> bool:
+        """A conv on the globally pooled map (a squeeze-excitation 1x1), which a backend may run as a matmul."""
+        return self.layer.kind == "conv" and self.layer.reduction == POOLED
+
+    @property
+    def activation(self) -> str | None:
+        """The activation this unit applies: its own (an ``act`` unit) or the one fused after it; None for none."""
+        act = self.layer if self.layer.kind == "act" else self.act
+        return act.act if act is not None else None
 
     @property
     def conv_norm_act(self) -> str | None:

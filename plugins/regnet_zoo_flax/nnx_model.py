@@ -168,8 +168,8 @@ class Bottleneck(Module):
         self.first_norm = ""  # path of a norm of this block: its mode picks the grouped conv's training impl
         norm = dict(frozen=frozen, axis_name=config.axis_name)
         for u in layer_flow.units(layer_table.block_layers(plan, block, reduction)):
-            layer, act = u.layer, u.act.act if u.act is not None else None
-            if layer.kind == "conv" and layer.reduction == layer_table.POOLED:  # squeeze-excitation
+            layer, act = u.layer, u.activation
+            if u.pooled:  # squeeze-excitation
                 self._put(layer.name, Conv(layer.in_width, layer.out_width, 1, use_bias=True, rngs=rngs))
                 continue
             if layer.kind == "conv":
@@ -219,8 +219,8 @@ class _BlockOps:
         self.training = mode is not None and not mode.use_running_average
 
     def unit(self, u, x):
-        layer, act = u.layer, u.act.act if u.act is not None else None
-        if layer.kind == "conv" and layer.reduction == layer_table.POOLED:
+        layer, act = u.layer, u.activation
+        if u.pooled:
             conv = self.block._get(layer.name)
             return ops.activation(jnp.dot(x, conv.kernel[...][0, 0].astype(x.dtype)) + conv.bias[...].astype(x.dtype),
                                   act)

@@ -26,7 +26,6 @@ from keras_hub.models import FeaturePyramidBackbone
 
 from regnet_zoo import layer_flow, layer_table
 from regnet_zoo.feature_info import normalize_out_indices
-from regnet_zoo.layer_table import POOLED
 from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan, StagePlan
 
 from ._tf import keras
@@ -130,8 +129,8 @@ class _Builder:
     # --- layer_flow.NetworkOps ---------------------------------------------------------------------------------
     def unit(self, u: layer_flow.Unit, x):
         layer, act = u.layer, u.act is not None
-        if layer.kind == "conv" and layer.reduction == POOLED:  # squeeze-excitation 1x1 on the pooled map
-            return keras.layers.Conv2D(layer.out_width, 1, activation=activation(u.act.act) if act else None,
+        if u.pooled:  # squeeze-excitation 1x1 on the pooled map
+            return keras.layers.Conv2D(layer.out_width, 1, activation=activation(u.activation) if act else None,
                                        kernel_initializer=conv_init(), dtype=self.dtype, name=layer.name)(x)
         if layer.kind == "conv":
             x = self.conv(x, layer)

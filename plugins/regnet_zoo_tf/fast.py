@@ -85,7 +85,7 @@ class _FrozenOps:
 
     def unit(self, u: layer_flow.Unit, x):
         layer = u.layer
-        if layer.kind == "conv" and layer.reduction == layer_table.POOLED:  # SE 1x1 on the pooled vector: a matmul
+        if u.pooled:  # SE 1x1 on the pooled vector: a matmul
             x = tf.matmul(x, self.const(self.state[f"{u.name}.weight"][:, :, 0, 0].T))
             x += self.const(self.state[f"{u.name}.bias"])
         elif layer.kind == "conv":
@@ -99,8 +99,7 @@ class _FrozenOps:
             x += self.const(self.state[f"{u.name}.bias"], tf.float32)
         elif layer.kind != "act":
             raise NotImplementedError(f"the TensorFlow fast path has no {layer.kind!r} layer ({layer.name})")
-        act = layer if layer.kind == "act" else u.act
-        return activation(act.act)(x) if act is not None else x
+        return activation(u.activation)(x) if u.activation is not None else x
 
     def squeeze(self, x, unit):
         return tf.reduce_mean(x, axis=(1, 2))
