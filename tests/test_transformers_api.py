@@ -33,7 +33,8 @@ PROCESSOR = {"crop_pct": 0.875, "do_normalize": True, "do_resize": True, "featur
              "size": 64}  # the facebook/regnet-* preprocessor_config.json, at 64 (not 224) pixels to keep tests fast
 FORMATS = {"pt": "model.safetensors", "tf": "tf_model.h5", "flax": "flax_model.msgpack"}
 SAMPLE = Path(__file__).parents[1] / "regnet_zoo" / "data" / "sample.png"
-TOL = 1e-4  # TF and Flax, relative to the output's scale
+TOL = {"pt": 1e-6, "tf": 1e-4, "flax": 1e-4}  # relative to the output's scale; torch: the same ops as transformers,
+# summed in another order (timm's SE takes x.mean, transformers' an AdaptiveAvgPool2d): 0 on Intel, ~1e-7 on AMD Zen 5
 
 
 def reference():
@@ -164,7 +165,8 @@ EXAMPLES = {("pt", "model"): example_pt_model, ("pt", "classifier"): example_pt_
 FIELDS = {"model": ("last_hidden_state", "pooler_output", "hidden_states"), "classifier": ("logits", "hidden_states")}
 
 
-def assert_same(ours_out, ref_out, fields, exact: bool, tol: float = TOL):
+def assert_same(ours_out, ref_out, fields, tol: float):
+    """Each field equal within ``tol`` relative to its scale (``tol=0``: bit for bit)."""
     for field in fields:
         mine, theirs = getattr(ours_out, field), getattr(ref_out, field)
         pairs = list(zip(mine, theirs)) if field == "hidden_states" else [(mine, theirs)]
@@ -172,7 +174,7 @@ def assert_same(ours_out, ref_out, fields, exact: bool, tol: float = TOL):
         for a, b in pairs:
             a, b = np_(a), np_(b)
             assert a.shape == b.shape, (field, a.shape, b.shape)
-            if exact:
+            if tol == 0:
                 assert np.abs(a - b).max() == 0.0, (field, np.abs(a - b).max())
             else:
                 assert rel_err(a, b) <= tol, (field, rel_err(a, b))
@@ -207,7 +209,7 @@ def test_documented_example(hub, variant, kind, framework):
     ref_framework = framework if (variant, framework) in hub else "pt"
     theirs, ref_label = EXAMPLES[ref_framework, kind](ref, str(hub[variant, fmt]), image())
     assert label == ref_label
-    assert_same(mine, theirs, FIELDS[kind], exact=framework == "pt")
+    assert_same(mine, theirs, FIELDS[kind], TOL[framework])
 
 
 @pytest.mark.parametrize("fmt", ["pt", "tf", "flax"])
@@ -228,10 +230,7 @@ def test_every_weight_format_into_every_class(hub, fmt):
             continue
         with torch.no_grad():
             got = np_(cls.from_pretrained(repo)(torch.from_numpy(x) if framework == "pt" else x).logits)
-        if framework == "pt":
-            assert np.abs(got - expected).max() == 0.0
-        else:
-            assert rel_err(got, expected) <= TOL
+        assert rel_err(got, expected) <= TOL[framework], framework
 
 
 @pytest.mark.parametrize("framework", ["pt", "tf", "flax"])
@@ -252,10 +251,10 @@ def test_save_pretrained_is_what_transformers_reads(hub, tmp_path, framework):
         assert config["id2label"]["3"] == "class_3"
         again = getattr(rzt, name).from_pretrained(target)
         out = model(feed(x))
-        assert_same(again(feed(x)), out, fields, exact=True)
+        assert_same(again(feed(x)), out, fields, 0)
         if ref is not None:
             theirs = getattr(ref, name).from_pretrained(target)
-            assert_same(out, theirs(feed(x)), fields, exact=framework == "pt")
+            assert_same(out, theirs(feed(x)), fields, TOL[framework])
 
 
 def test_config_matches_transformers(tmp_path):
