@@ -32,6 +32,7 @@ from .linen_model import RegNetLinen
 from .ops import check_input
 from .nnx_model import RegNet
 from .weights import expected_shapes, init_canonical, load_canonical, set_canonical
+from .xla_options import jit_inference
 
 
 class _LinenPair(NamedTuple):
@@ -62,7 +63,7 @@ class LinenModel(_LinenPair):
 
 @functools.lru_cache(maxsize=32)
 def _linen_predict_fn(module: RegNetLinen, output_hidden_states: bool):
-    return jax.jit(functools.partial(module.apply, train=False, output_hidden_states=output_hidden_states))
+    return jit_inference(functools.partial(module.apply, train=False, output_hidden_states=output_hidden_states))
 
 
 def build(request: BuildRequest):

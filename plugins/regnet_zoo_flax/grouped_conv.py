@@ -1,14 +1,14 @@
 """Which way to express each grouped 3x3 conv on XLA, and the tool that measures it.
 
-XLA:CPU gains almost nothing from ``feature_group_count``: a grouped 3x3 costs about as much as the dense one.
-Measured on this project's CPU machine on every grouped-conv shape of regnety_040 (batch 1 and 8, 224x224) and on
-the narrow-group shapes of regnetx_002 / regnety_004 (``python -m regnet_zoo_flax.grouped_conv regnety_040``
-prints the table): one dense conv per group over channel slices is 3-8x faster than ``feature_group_count``.
-Unrolled (``"split"``) it compiles one conv per group (about 50 ms of XLA compile each: 20 s for regnety_002's
-408 group convs); in a ``fori_loop`` over dynamic channel slices (``"loop"``) it compiles one conv per layer and
-runs as fast or faster once there are more than a few groups. Also measured and dropped: vmapped per-group
-convs (XLA turns them back into a grouped conv), im2col / shifted-slice matmuls (2-10x slower except on the 7x7
-stage), a block-diagonal dense kernel, NCHW layout, and space-to-depth / polyphase forms of the stride-2 conv.
+Inference compiles without YNNPACK on CPU (``xla_options.py``). Measured there (2-core AMD EPYC, 2026-11-30, batch 8,
+224x224, ``python -m regnet_zoo_flax.grouped_conv regnety_040`` prints the table): one dense conv per group over
+channel slices, unrolled (``"split"``), is 1.2-1.5x faster than XLA's ``feature_group_count`` up to 10 groups and no
+faster at 17-24; whole ``model.predict``: regnety_040 248 ms split, 276 ms in a ``fori_loop`` over dynamic channel
+slices (``"loop"``), 275 ms ``"xla"``; regnetx_004 39 / 46 / 39 ms. Unrolling compiles one conv per group (about
+50 ms of XLA compile each), so above ``SPLIT_MAX_GROUPS`` inference takes XLA's grouped conv. (With YNNPACK on,
+XLA's grouped conv was 5-7x slower than either.) Also measured earlier and dropped: vmapped per-group convs (XLA
+turns them back into a grouped conv), im2col / shifted-slice matmuls (2-10x slower except on the 7x7 stage), a
+block-diagonal dense kernel, NCHW layout, and space-to-depth / polyphase forms of the stride-2 conv.
 
 Training is different: the gradient of the ``fori_loop`` form is slow. One training step (forward in training
 mode, cross-entropy, ``nnx.value_and_grad``) at batch 8, 224x224, 2 cores (2026-11-25): regnety_040 1.64 s with
@@ -21,10 +21,10 @@ split; with the loop above ``SPLIT_TRAIN_MAX_GROUPS`` groups it took 164 s to co
 loop everywhere 38 s and 0.40 s (``"xla"`` everywhere: 39 s and 6.7 s). The cap keeps every X / Y variant (at most
 63 groups) as measured above; ``conv_impl="loop"`` is the faster choice for training RegNetZ on CPU.
 
-``"auto"`` therefore picks, on CPU, in inference mode ``"split"`` for up to ``SPLIT_MAX_GROUPS`` groups and
-``"loop"`` above, and in training mode (BN on batch statistics: ``model.train()``, linen ``train=True``)
-``"split"`` up to ``SPLIT_TRAIN_MAX_GROUPS`` and ``"loop"`` above; on accelerators XLA's own grouped conv. Every
-choice reads the same single kernel (3, 3, in / groups, out), so the parameter tree never depends on it.
+``"auto"`` therefore picks, on CPU, in inference mode ``"split"`` up to ``SPLIT_MAX_GROUPS`` groups and ``"xla"``
+above, and in training mode (BN on batch statistics: ``model.train()``, linen ``train=True``) ``"split"`` up to
+``SPLIT_TRAIN_MAX_GROUPS`` and ``"loop"`` above; on accelerators XLA's own grouped conv. Every choice reads the same
+single kernel (3, 3, in / groups, out), so the parameter tree never depends on it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from typing import Any, Mapping
 from regnet_zoo.plan import ArchPlan
 
 from .ops import CONV_IMPLS
+from .xla_options import jit_inference
 
-SPLIT_MAX_GROUPS = 4  # unrolled per-group convs up to here; a fori_loop over groups above
+SPLIT_MAX_GROUPS = 16  # inference: unrolled per-group convs up to here; XLA's grouped conv above
 SPLIT_TRAIN_MAX_GROUPS = 64  # the same in training mode (RegNetZ's 100+ groups: unrolling them compiles for minutes)
 
 
@@ -51,7 +52,9 @@ def auto_impl(groups: int, group_width: int, platform: str, training: bool = Fal
     """The measured default for one grouped conv, in inference or training mode (see the module docstring)."""
     if groups == 1 or platform != "cpu":
         return "xla"
-    return "split" if groups <= (SPLIT_TRAIN_MAX_GROUPS if training else SPLIT_MAX_GROUPS) else "loop"
+    if training:
+        return "split" if groups <= SPLIT_TRAIN_MAX_GROUPS else "loop"
+    return "split" if groups <= SPLIT_MAX_GROUPS else "xla"
 
 
 def choose_impls(plan: ArchPlan, conv_impl: Any, training: bool = False) -> tuple[tuple[str, str], ...]:
@@ -115,7 +118,7 @@ def tune(plan: ArchPlan, batch: int = 8, size: int = 224, impls=CONV_IMPLS, repe
         k = jax.device_put((rng.normal(size=(3, 3, c // g, c)) * 0.05).astype(np.float32))
         times = {}
         for impl in impls:
-            f = jax.jit(lambda x, k, impl=impl: conv2d(x, k, stride=s, groups=g, impl=impl))
+            f = jit_inference(lambda x, k, impl=impl: conv2d(x, k, stride=s, groups=g, impl=impl))
             f(x, k).block_until_ready()
             ts = []
             for _ in range(repeats):

@@ -26,6 +26,7 @@ from regnet_zoo.plan import ArchPlan, BlockPlan
 
 from . import network, ops
 from .config import NetConfig
+from .xla_options import jit_inference
 
 
 _structure_version = itertools.count()
@@ -415,4 +416,4 @@ def _predict_fn(graphdef, treedef, output_hidden_states: bool):
         model.eval()
         return model(x, output_hidden_states=output_hidden_states)
 
-    return jax.jit(predict)
+    return jit_inference(predict)

@@ -22,6 +22,8 @@ from regnet_zoo.transformers.labels import check_labels, problem_type
 from regnet_zoo.transformers.outputs import (FlaxBaseModelOutputWithPoolingAndNoAttention,
                                              FlaxImageClassifierOutputWithNoAttention)
 
+from .xla_options import jit_inference
+
 
 class FlaxRegNetPreTrainedModel(PretrainedRegNet):
     """Base of the Flax classes: ``config``, ``module`` (linen), ``params``, transformers' files."""
@@ -74,8 +76,9 @@ class FlaxRegNetPreTrainedModel(PretrainedRegNet):
 @functools.lru_cache(maxsize=32)
 def _apply_fn(module, train: bool):
     """Jitted ``module.apply`` returning every output field (and the new batch statistics in training)."""
-    return jax.jit(functools.partial(module.apply, train=train, output_hidden_states=True,
-                                     mutable=["batch_stats"] if train else False))
+    apply = functools.partial(module.apply, train=train, output_hidden_states=True,
+                              mutable=["batch_stats"] if train else False)
+    return jax.jit(apply) if train else jit_inference(apply)
 
 
 class FlaxRegNetModel(FlaxRegNetPreTrainedModel):
