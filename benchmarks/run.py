@@ -49,8 +49,7 @@ def worker_env(family: str | None, threads: int, device: str) -> dict:
     n = str(threads)
     env.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, NUMEXPR_NUM_THREADS=n,
                TF_NUM_INTRAOP_THREADS=n, TF_NUM_INTEROP_THREADS=n, TF_CPP_MIN_LOG_LEVEL="2",
-               XLA_FLAGS=(env.get("XLA_FLAGS", "") +
-                          f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={n}").strip(),
+               XLA_FLAGS=(env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=true").strip(),
                PYTHONHASHSEED="0", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
                TRANSFORMERS_VERBOSITY="error", PYTHONWARNINGS="ignore")
     if family:
