@@ -230,7 +230,10 @@ def test_every_weight_format_into_every_class(hub, fmt):
             continue
         with torch.no_grad():
             got = np_(cls.from_pretrained(repo)(torch.from_numpy(x) if framework == "pt" else x).logits)
-        assert rel_err(got, expected) <= TOL[framework], framework
+        if framework == "pt":  # bit for bit at this input on both machines so far (unlike the examples: TOL)
+            assert np.abs(got - expected).max() == 0.0
+        else:
+            assert rel_err(got, expected) <= TOL[framework], framework
 
 
 @pytest.mark.parametrize("framework", ["pt", "tf", "flax"])
