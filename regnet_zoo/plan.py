@@ -23,7 +23,7 @@ Conventions (timm's ``RegNet``; HF's ``RegNetModel`` agrees on the X / Y corner)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Iterable
 
 from . import complexity, layer_table
@@ -226,6 +226,24 @@ class ArchPlan:
                            for j, b in enumerate(s.blocks))
             stages.append(replace(s, stride=stride, dilation=dilation, blocks=blocks))
         return replace(self, stages=tuple(stages), output_stride=output_stride)
+
+    def to_config(self) -> dict:
+        """This plan as plain JSON types (dicts, lists, numbers, strings), for a framework's serialised config
+        (Keras ``get_config``); ``ArchPlan.from_config`` rebuilds an equal plan from it."""
+        config = asdict(self)
+        config["stages"] = [{**s, "blocks": list(s["blocks"])} for s in config["stages"]]
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ArchPlan":
+        """The plan ``to_config`` described; a ``ValueError`` naming the problem for anything else."""
+        try:
+            stages = tuple(StagePlan(**{**s, "blocks": tuple(BlockPlan(**b) for b in s["blocks"])})
+                           for s in config["stages"])
+            return cls(**{**config, "stages": stages})
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not an ArchPlan config ({type(e).__name__}: {e}); expected the dict "
+                             f"ArchPlan.to_config() returns (regnet_zoo.plan(name).to_config())") from None
 
     @property
     def min_input_size(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -155,6 +156,21 @@ def test_output_stride_is_in_the_plan():
         rz.plan("regnety_040", 12)
     with pytest.raises(ValueError, match="already 8"):
         os8.with_output_stride(16)
+
+
+@pytest.mark.parametrize("output_stride", (32, 16, 8))
+def test_every_plan_survives_its_json_config(output_stride):
+    """``to_config`` is what a framework serialises (Keras ``get_config``); ``from_config`` gives back an equal plan,
+    for every variant, dilated or truncated, and refuses anything else by name."""
+    from regnet_zoo.plan import ArchPlan
+
+    for name in rz.list_variants():
+        for plan in (rz.plan(name, output_stride), rz.plan(name, output_stride).truncated(2)):
+            assert ArchPlan.from_config(json.loads(json.dumps(plan.to_config()))) == plan, name
+    with pytest.raises(ValueError, match=r"not an ArchPlan config \(KeyError: 'stages'\); expected the dict"):
+        ArchPlan.from_config({"name": "x"})
+    with pytest.raises(ValueError, match=r"TypeError: .*unexpected keyword argument 'widths'"):
+        ArchPlan.from_config({**rz.plan("regnetx_002").to_config(), "widths": [1]})
 
 
 def test_create_through_toy_framework(toy_host):

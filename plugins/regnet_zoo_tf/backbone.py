@@ -20,91 +20,19 @@ Two forms, one class:
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from keras_hub.models import FeaturePyramidBackbone
 
 from regnet_zoo import layer_flow, layer_table
 from regnet_zoo.feature_info import normalize_out_indices
-from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan, StagePlan
+from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan, BlockPlan
 
 from ._tf import keras
 from .activations import NO_FUSED_BN, activation
 from .layers import GROUPED_CONV_IMPLS, PACKAGE, BatchNorm, DropPath, GroupedConv2D, InputGuard
 
 DATA_FORMATS = ("channels_last", "channels_first")
-# ArchPlan's network-wide design-space fields, carried as they are in the config
-DESIGN_FIELDS = ("act", "norm", "norm_group_size", "preact", "linear_out", "final_width", "downsample",
-                 "norm_num_groups", "se_act")
-
-
-def plan_from_config(stem_width: int, stackwise_widths: Sequence[int], stackwise_depths: Sequence[int],
-                     stackwise_groups: Sequence[int], stackwise_se_widths: Sequence[Sequence[int]],
-                     name: str = "regnet", se_ratio: float = 0.0, output_stride: int = 32,
-                     stackwise_bottleneck_widths: Sequence[int] | None = None,
-                     stackwise_strides: Sequence[int] | None = None, act: str = "relu", norm: str = "batchnorm",
-                     norm_group_size: int = 0, preact: bool = False, linear_out: bool = False, final_width: int = 0,
-                     downsample: str = "conv1x1", norm_num_groups: int = 0, se_act: str = "") -> ArchPlan:
-    """Rebuild the explicit ``ArchPlan`` a backbone config describes (the inverse of ``config_from_plan``);
-    ``output_stride`` 16 / 8 dilates the later stages (``ArchPlan.with_output_stride``). The design-space fields
-    (bottleneck widths, stage strides, act, norm, preact, linear_out, final_width, downsample) default to RegNet X / Y.
-    """
-    bottlenecks = list(stackwise_widths) if stackwise_bottleneck_widths is None else stackwise_bottleneck_widths
-    strides = [2] * len(stackwise_widths) if stackwise_strides is None else stackwise_strides
-    lists = {"stackwise_widths": stackwise_widths, "stackwise_depths": stackwise_depths,
-             "stackwise_groups": stackwise_groups, "stackwise_se_widths": stackwise_se_widths,
-             "stackwise_bottleneck_widths": bottlenecks, "stackwise_strides": strides}
-    lengths = {k: len(v) for k, v in lists.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"stage lists must have one entry per stage, got lengths {lengths}")
-    stages, prev = [], int(stem_width)
-    for i, (width, depth, groups, se, bottleneck, stride) in enumerate(
-            zip(stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths, bottlenecks, strides),
-            start=1):
-        if bottleneck % groups:
-            raise ValueError(f"stage s{i}: {groups} groups do not divide bottleneck width {bottleneck}")
-        if len(se) != depth:
-            raise ValueError(f"stage s{i}: stackwise_se_widths has {len(se)} entries for {depth} blocks")
-        blocks = []
-        for j in range(depth):
-            in_w, s = (prev, stride) if j == 0 else (width, 1)
-            blocks.append(BlockPlan(f"s{i}.b{j + 1}", in_w, width, bottleneck, s, groups, int(se[j]),
-                                    downsample if in_w != width or s != 1 else "identity"))
-        stages.append(StagePlan(f"s{i}", i, prev, width, depth, stride, bottleneck // groups, groups, bottleneck,
-                                tuple(blocks)))
-        prev = width
-    block = "y" if any(any(s) for s in stackwise_se_widths) else "x"
-    return ArchPlan(name, block, int(stem_width), se_ratio, tuple(stages), act=act, norm=norm,
-                    norm_group_size=int(norm_group_size), preact=bool(preact), linear_out=bool(linear_out),
-                    final_width=int(final_width), downsample=downsample,
-                    norm_num_groups=int(norm_num_groups), se_act=se_act).with_output_stride(output_stride)
-
-
-def _undilated_strides(plan: ArchPlan) -> list[int]:
-    """Each stage's stride before ``with_output_stride`` (a dilated stage has stride 1, its stride is in its
-    dilation)."""
-    strides, prev = [], 1
-    for s in plan.stages:
-        strides.append(s.stride * (s.dilation // prev))
-        prev = s.dilation
-    return strides
-
-
-def config_from_plan(plan: ArchPlan) -> dict:
-    """The architecture part of a ``RegNetBackbone`` config: explicit per-stage lists, nothing derived."""
-    return {
-        "stem_width": plan.stem_width,
-        "stackwise_widths": [s.out_width for s in plan.stages],
-        "stackwise_depths": [s.depth for s in plan.stages],
-        "stackwise_groups": [s.groups for s in plan.stages],
-        "stackwise_se_widths": [list(s.se_widths) for s in plan.stages],
-        "stackwise_bottleneck_widths": [s.bottleneck_width for s in plan.stages],
-        "stackwise_strides": _undilated_strides(plan),
-        "variant": plan.name,
-        "se_ratio": plan.se_ratio,
-        "output_stride": plan.output_stride,
-        **{k: getattr(plan, k) for k in DESIGN_FIELDS},
-    }
 
 
 def conv_init(groups: int = 1):
@@ -209,14 +137,13 @@ class _Builder:
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class RegNetBackbone(FeaturePyramidBackbone):
-    """RegNet feature extractor, built from explicit per-stage lists and design fields (see ``config_from_plan``).
+    """RegNet feature extractor, built from an ``ArchPlan`` (``regnet_zoo.plan(name)``), the plan every framework
+    builds from; its config stores the plan itself (``ArchPlan.to_config``), so ``from_config`` rebuilds the same one.
 
     Args:
-        stem_width: channels of the stem conv.
-        stackwise_widths, stackwise_depths, stackwise_groups: per stage s1..s4.
-        stackwise_se_widths: per stage, the squeeze-excitation width of every block (0 = no SE: X blocks).
+        plan: the ``ArchPlan`` (with its ``output_stride`` applied), or the dict ``ArchPlan.to_config`` makes of it.
         out_indices: ``None`` for the keras-hub form (output = last map), else the feature indices to output
-            (0 = stem, 1..4 = s1..s4), timm's ``features_only``.
+            (0 = stem, 1..4 = s1..s4), timm's ``features_only``; that form builds nothing after the deepest stage.
         image_shape: input shape without batch, in ``data_format`` order; spatial sizes may be ``None``.
         data_format: ``"channels_last"`` (NHWC, native) or ``"channels_first"`` (takes and returns NCHW, HF layout).
         frozen_stages: -1 none, 0 stem, k stem + s1..sk: those layers are not trainable and their BN stays in
@@ -225,24 +152,12 @@ class RegNetBackbone(FeaturePyramidBackbone):
         sync_bn: BN statistics all-reduced across the replicas of a ``tf.distribute`` strategy.
         grouped_conv: how grouped 3x3 convs run: ``"auto"``, ``"grouped"`` or ``"split"`` (same weights).
         drop_path_rate: stochastic depth on each block's residual branch, linear from 0 to this rate (timm).
-        variant, se_ratio: metadata (the registry name and SE ratio the lists came from).
-        output_stride: 32, 16 or 8: stages past that reduction are dilated instead of strided (timm's rule).
-        stackwise_bottleneck_widths, stackwise_strides: per stage (default: the stage widths, 2).
-        act, norm, norm_group_size, preact, linear_out, final_width, downsample, norm_num_groups, se_act: the
-            network-wide design-space fields of ``regnet_zoo.plan.ArchPlan`` (defaults: RegNet X / Y). A
-            ``features_only`` form (``out_indices``) builds nothing after the last stage, as timm's.
     """
 
-    def __init__(self, stem_width, stackwise_widths, stackwise_depths, stackwise_groups, stackwise_se_widths,
-                 out_indices=None, image_shape=(None, None, 3), data_format="channels_last", frozen_stages=-1,
-                 norm_eval=False, sync_bn=False, grouped_conv="auto", variant="regnet", se_ratio=0.0, dtype=None,
-                 drop_path_rate=0.0, output_stride=32, stackwise_bottleneck_widths=None, stackwise_strides=None,
-                 act="relu", norm="batchnorm", norm_group_size=0, preact=False, linear_out=False, final_width=0,
-                 downsample="conv1x1", norm_num_groups=0, se_act="", **kwargs):
-        plan = plan_from_config(stem_width, stackwise_widths, stackwise_depths, stackwise_groups,
-                                stackwise_se_widths, variant, se_ratio, output_stride, stackwise_bottleneck_widths,
-                                stackwise_strides, act, norm, norm_group_size, preact, linear_out, final_width,
-                                downsample, norm_num_groups, se_act)
+    def __init__(self, plan, out_indices=None, image_shape=(None, None, 3), data_format="channels_last",
+                 frozen_stages=-1, norm_eval=False, sync_bn=False, grouped_conv="auto", dtype=None,
+                 drop_path_rate=0.0, **kwargs):
+        plan = plan if isinstance(plan, ArchPlan) else ArchPlan.from_config(plan)
         if data_format not in DATA_FORMATS:
             raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
         if grouped_conv not in GROUPED_CONV_IMPLS:
@@ -261,7 +176,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
 
         # === Layers and graph ===
         images = keras.Input(shape=image_shape, name="images")
-        guard = InputGuard(channels, data_format, MIN_INPUT_SIZE, variant, dtype=dtype, name="input_guard")
+        guard = InputGuard(channels, data_format, MIN_INPUT_SIZE, plan.name, dtype=dtype, name="input_guard")
         guard.check_shape((None, *image_shape))
         builder = _Builder(plan, dtype, bool(norm_eval), bool(sync_bn), grouped_conv,
                            plan.drop_path_rates(drop_path_rate))
@@ -279,11 +194,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
         super().__init__(inputs=images, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config and metadata ===
-        self.stem_width = int(stem_width)
-        self.stackwise_widths = list(stackwise_widths)
-        self.stackwise_depths = list(stackwise_depths)
-        self.stackwise_groups = list(stackwise_groups)
-        self.stackwise_se_widths = [list(s) for s in stackwise_se_widths]
+        self.plan = plan
         self.out_indices = None if indices is None else list(indices)
         self.image_shape = image_shape
         self.data_format = data_format
@@ -291,15 +202,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
         self.norm_eval = bool(norm_eval)
         self.sync_bn = bool(sync_bn)
         self.grouped_conv = grouped_conv
-        self.variant = variant
-        self.se_ratio = se_ratio
         self.drop_path_rate = float(drop_path_rate)
-        self.output_stride = plan.output_stride
-        self.stackwise_bottleneck_widths = [s.bottleneck_width for s in plan.stages]
-        self.stackwise_strides = _undilated_strides(plan)
-        for key in DESIGN_FIELDS:
-            setattr(self, key, getattr(plan, key))
-        self.plan = plan
         # Untracked: Keras would turn the entries into TrackedDicts.
         object.__setattr__(self, "feature_info", plan.all_feature_info() if indices is None else
                            plan.feature_info(indices))
@@ -334,7 +237,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
         kwargs.setdefault("image_shape", (in_chans, None, None) if data_format == "channels_first" else
                           (None, None, in_chans))
         kwargs.setdefault("name", plan.name)
-        return cls(**config_from_plan(plan), **kwargs)
+        return cls(plan, **kwargs)
 
     @property
     def hidden_states_model(self) -> keras.Model:
@@ -365,11 +268,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "stem_width": self.stem_width,
-            "stackwise_widths": self.stackwise_widths,
-            "stackwise_depths": self.stackwise_depths,
-            "stackwise_groups": self.stackwise_groups,
-            "stackwise_se_widths": self.stackwise_se_widths,
+            "plan": self.plan.to_config(),
             "out_indices": self.out_indices,
             "image_shape": list(self.image_shape),
             "data_format": self.data_format,
@@ -377,13 +276,7 @@ class RegNetBackbone(FeaturePyramidBackbone):
             "norm_eval": self.norm_eval,
             "sync_bn": self.sync_bn,
             "grouped_conv": self.grouped_conv,
-            "variant": self.variant,
-            "se_ratio": self.se_ratio,
             "drop_path_rate": self.drop_path_rate,
-            "output_stride": self.output_stride,
-            "stackwise_bottleneck_widths": self.stackwise_bottleneck_widths,
-            "stackwise_strides": self.stackwise_strides,
-            **{key: getattr(self, key) for key in DESIGN_FIELDS},
         })
         return config
 
