@@ -21,7 +21,6 @@ import torch
 import timm
 
 import regnet_zoo as rz
-from regnet_zoo_torch.weights import load_canonical
 
 
 def timm_with_random_bn(name: str) -> torch.nn.Module:
@@ -49,8 +48,8 @@ def main(argv=None) -> None:
     warnings.simplefilter("ignore", UserWarning)
 
     reference = timm_with_random_bn(args.variant)
-    model = rz.create(args.variant).eval()
-    load_canonical(model, {k: v.numpy() for k, v in reference.state_dict().items()})
+    weights = rz.WeightSource({k: v.numpy() for k, v in reference.state_dict().items()}, "timm, random BN", 1000)
+    model = rz.create(args.variant, pretrained=weights).eval()
     x = torch.randn(args.batch, 3, args.size, args.size)
     candidates = {"eager": lambda: model, "fast": lambda: model.optimize_for_inference(),
                   "bf16": lambda: model.optimize_for_inference("bf16")}

@@ -144,3 +144,17 @@ def test_bf16_warning_on_cpus_without_native_bf16(model, monkeypatch):
     assert cpu.cpu_has_amx_bf16()
     with _no_warning():
         model.optimize_for_inference("bf16", compile=False)
+
+
+def test_fast_inference_example_runs_on_public_api(capsys):
+    """examples/torch_fast_inference.py (eager mode: no compile) loads timm's weights through ``rz.WeightSource``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "torch_fast_inference.py"
+    spec = importlib.util.spec_from_file_location("torch_fast_inference_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.main(["regnetx_002", "--batch", "1", "--size", "64", "--pairs", "1", "--modes", "eager", "--threads",
+                  str(torch.get_num_threads())])
+    assert "max|diff| / max|logit| = 0.0e+00" in capsys.readouterr().out
