@@ -4,7 +4,8 @@ RegNet (PyTorch), and the roofline's dense conv.
 Each builder returns a ``Prepared``: a ``step()`` that runs one fully synchronised inference call (under
 ``torch.inference_mode``) or training step (forward, cross-entropy, backward, one plain SGD update), on an input
 made once, in the layout the model takes natively. All contenders build a 1000-class classifier with random
-weights (speed does not depend on the values; nothing is downloaded).
+weights (speed does not depend on the values; nothing is downloaded). regnet-zoo's own training rows follow the
+README's CPU recipe (``regnet_zoo.cpu.keep_freed_memory()``, noted in the row); its fast path does that itself.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ MAKERS = {
 }
 CHANNELS_LAST = {"timm-cl", "rz-torch-cl"}
 HF = {"hf-pt"}
+RZ_TRAINING = {"rz-torch", "rz-torch-cl"}  # their training rows follow the README's CPU recipe
 
 
 def _sync(device: str) -> None:
@@ -137,6 +139,7 @@ def build(contender: str, case, device: str) -> Prepared:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     forward = (lambda t: model(pixel_values=t).logits) if contender in HF else model
+    notes = []
 
     if case.mode == INFER:
         model.eval()
@@ -147,6 +150,11 @@ def build(contender: str, case, device: str) -> Prepared:
             _sync(device)
             return out
     else:
+        if contender in RZ_TRAINING and device == "cpu":  # the documented CPU training recipe (README)
+            from regnet_zoo import cpu
+
+            if cpu.keep_freed_memory():
+                notes.append("keep_freed_memory")
         y = torch.from_numpy(seeded_labels(case.batch)).to(device)
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
@@ -159,7 +167,7 @@ def build(contender: str, case, device: str) -> Prepared:
             _sync(device)
             return loss
 
-    return Prepared(step=step, create_s=create_s, params=params)
+    return Prepared(step=step, create_s=create_s, params=params, notes=notes)
 
 
 def abstract_build(contender: str, model: str) -> dict:
