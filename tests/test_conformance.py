@@ -123,6 +123,23 @@ def test_same_loss(fw, case):
     assert loss == pytest.approx(_numpy_loss(logits, labels), rel=1e-5)
 
 
+@pytest.mark.parametrize("option", ["drop_rate", "drop_path_rate"])
+def test_dropout_acts_in_training_only(fw, option):
+    """timm's drop_rate / drop_path_rate: inference is the model without them, every training step draws new masks
+    (flax refused both before). The control model, without them, gives the same training loss every step. The tiny
+    variant keeps XLA's compile of the training step short."""
+    from harness import training_gradients
+
+    state = random_state(ADHOC, num_classes=10)
+    x = np.random.default_rng(1).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    labels = np.array([1, 2, 3, 4])
+    models = {rate: rz.create(ADHOC, fw, num_classes=10, pretrained=WeightSource(state, "random", 10),
+                              **{option: rate}, **NCHW) for rate in (0.0, 0.5)}
+    assert rel_err(ops(fw).run(models[0.5], x), ops(fw).run(models[0.0], x)) < 1e-6
+    losses = {rate: {training_gradients(fw, m, x, labels)[0] for _ in range(3)} for rate, m in models.items()}
+    assert len(losses[0.0]) == 1 and len(losses[0.5]) == 3, losses
+
+
 @pytest.mark.parametrize("labels, kind", [(np.array([[1, 2]]), ValueError), (np.zeros((2,), np.float32), ValueError),
                                           (np.zeros((2, 3), np.float32), ValueError)])
 def test_bad_labels_same_error(fw, labels, kind):

@@ -30,9 +30,6 @@ class FlaxOptions:
     zero_init_last: bool = True
 
 
-_NOT_YET = "not implemented by the flax plugin yet (torch and tf have it)"
-
-
 class FlaxFramework(Framework):
     """The flax backend; each method imports JAX / Flax (through this package's modules) when first called."""
 
@@ -61,7 +58,7 @@ class FlaxFramework(Framework):
         from flax import nnx
         from flax.traverse_util import flatten_dict
 
-        pure = nnx.state(model).to_pure_dict()
+        pure = nnx.state(model, nnx.Not(nnx.RngState)).to_pure_dict()  # no dropout keys
         return {"/".join(map(str, k)): np.asarray(v) for k, v in flatten_dict(pure).items()}
 
     def as_tensor(self, array):
@@ -96,8 +93,7 @@ def register_frameworks(register):
                          description="jax.export (StableHLO) with a symbolic batch; runs with JAX alone"),
         ),
         options=FlaxOptions,
-        unsupported={"drop_rate": _NOT_YET, "drop_path_rate": _NOT_YET,
-                     "fast": "the flax model has no separate fast path: model.predict(x) is already one jitted "
+        unsupported={"fast": "the flax model has no separate fast path: model.predict(x) is already one jitted "
                              "inference function"},
         limits={"global_pool": ("avg",), "norm": ("bn",)},
         design_features=DESIGN_FEATURES,

@@ -30,7 +30,7 @@ from regnet_zoo.pretrained_cfg import pretrained_cfg
 from .config import NetConfig, make_config
 from .linen_model import RegNetLinen
 from .ops import check_input
-from .nnx_model import RegNet
+from .nnx_model import RegNet, seed_dropout
 from .weights import expected_shapes, init_canonical, load_canonical, set_canonical
 from .xla_options import jit_inference
 
@@ -84,6 +84,7 @@ def build_nnx(config: NetConfig, state: Mapping[str, Any] | None = None, *, seed
               abstract: bool = False) -> RegNet:
     """The NNX model of ``config``: ``state`` (canonical weights) loaded, the rest randomly initialised."""
     model = nnx.eval_shape(lambda: RegNet(config, rngs=nnx.Rngs(seed)))
+    seed_dropout(model, nnx.Rngs(dropout=seed))
     return _fill(model, config, state, seed, abstract)
 
 

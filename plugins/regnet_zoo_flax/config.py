@@ -36,6 +36,8 @@ class NetConfig:
     conv_impls: tuple[tuple[str, str], ...] = ()  # (block name, impl) for each grouped conv, inference mode
     train_conv_impls: tuple[tuple[str, str], ...] = ()  # the same in training mode (BN on batch statistics)
     zero_init_last: bool = True
+    drop_rate: float = 0.0  # dropout before head.fc in training mode (timm's ``drop_rate``)
+    drop_path_rate: float = 0.0  # stochastic depth of the residual branches, linear over the blocks (timm)
 
     @property
     def channels_first(self) -> bool:
@@ -93,7 +95,8 @@ def make_config(request) -> tuple[NetConfig, dict[str, Any]]:
                        in_chans=request.in_chans, data_format=shared.data_format or "channels_last",
                        dtype=dtype_name, axis_name=opts["axis_name"], frozen_stages=shared.frozen_stages,
                        norm_eval=shared.norm_eval, conv_impls=impls, train_conv_impls=train_impls,
-                       zero_init_last=opts["zero_init_last"] and plan.zero_init_last)  # timm: not RegNetZ
+                       zero_init_last=opts["zero_init_last"] and plan.zero_init_last,  # timm: not RegNetZ
+                       drop_rate=shared.drop_rate, drop_path_rate=shared.drop_path_rate)
     return config, {**opts, "abstract": shared.abstract}
 
 

@@ -17,7 +17,7 @@ from flax import nnx
 from flax.nnx import bridge
 
 from .config import NetConfig
-from .nnx_model import RegNet
+from .nnx_model import RegNet, seed_dropout
 
 
 class _BridgedRegNet(RegNet):
@@ -29,10 +29,13 @@ class _BridgedRegNet(RegNet):
 
 def _nnx_model(config: NetConfig, initializing: bool, rngs: nnx.Rngs) -> RegNet:
     """The NNX model the bridge fills with the linen variables: initialised for ``init``, else shapes only (every
-    value comes from the variables, so drawing random weights on each ``apply`` would be wasted work)."""
+    value comes from the variables, so drawing random weights on each ``apply`` would be wasted work). Dropout keys
+    come from the linen rngs (``apply(..., rngs={"dropout": key})``), as in any linen module."""
     if initializing:
         return _BridgedRegNet(config, rngs=rngs)
-    return nnx.eval_shape(lambda: _BridgedRegNet(config, rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(lambda: _BridgedRegNet(config, rngs=nnx.Rngs(0)))
+    seed_dropout(model, rngs)
+    return model
 
 
 class RegNetLinen(nn.Module):

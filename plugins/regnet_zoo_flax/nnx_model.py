@@ -6,8 +6,10 @@ The variable tree mirrors timm's module names (``stem/conv/kernel``, ``s2/b1/con
 (``linen_model.py``) is this module through ``nnx.bridge``: ``nnx.split(model, nnx.Param, nnx.BatchStat)`` gives
 the ``params`` and ``batch_stats`` of ``RegNetLinen.init``.
 
-Mode is NNX-style state: ``model.train()`` makes every BN use and update batch statistics, ``model.eval()``
-(the default after ``create``) uses the running ones; ``nnx.view(model, use_running_average=...)`` works too.
+Mode is NNX-style state: ``model.train()`` makes every BN use and update batch statistics and turns on dropout
+(``head/drop``) and drop-path (``s2/b1/drop_path``) when the model was built with ``drop_rate`` /
+``drop_path_rate``; ``model.eval()`` (the default after ``create``) uses the running statistics and no dropout.
+Each dropout module draws from its own ``nnx.Rngs`` stream, seeded by ``seed_dropout``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,24 @@ def _he_normal_fan_out(key, shape, groups: int):
     """timm's RegNet conv init: N(0, sqrt(2 / fan_out)), fan_out = kh * kw * out / groups."""
     kh, kw, _, out = shape
     return jax.random.normal(key, shape, jnp.float32) * math.sqrt(2.0 / (kh * kw * out // groups))
+
+
+def dropout(rate: float, *, per_sample: bool = False) -> nnx.Dropout | None:
+    """timm's head dropout, or with ``per_sample`` its ``DropPath`` (one draw per sample, kept samples scaled by
+    1 / (1 - rate)); None at rate 0. Its key is a placeholder until ``seed_dropout``."""
+    if not rate:
+        return None
+    return nnx.Dropout(rate, broadcast_dims=(1, 2, 3) if per_sample else (), deterministic=True,
+                       rngs=nnx.Rngs(dropout=0))
+
+
+def seed_dropout(model: nnx.Module, rngs: nnx.Rngs) -> None:
+    """Give every dropout stream of ``model`` its own key from ``rngs`` (its ``dropout`` stream, else its default
+    one) and a zero count. Needed after ``nnx.eval_shape``, which leaves them abstract."""
+    for _, var in nnx.to_flat_state(nnx.state(model, nnx.RngKey)):
+        var.set_value(rngs.dropout())
+    for _, var in nnx.to_flat_state(nnx.state(model, nnx.RngCount)):
+        var.set_value(jnp.zeros((), jnp.uint32))
 
 
 class Conv(Module):
@@ -190,6 +210,8 @@ class Bottleneck(Module):
                 self._put(norm_layer.name, Norm(norm_layer.out_width, norm_groups=config.norm_groups(
                     norm_layer.out_width), act=act, where=norm_layer.name, **norm))
                 self.first_norm = self.first_norm or norm_layer.name
+        rate = plan.drop_path_rates(config.drop_path_rate)[n] if block.shortcut != "none" else 0.0
+        self.drop_path = dropout(rate, per_sample=True)  # timm drops the residual branch only where there is a sum
 
     def _put(self, name: str, module: Module) -> None:
         """``module`` at ``name`` (a table name, ``s1.b1.se.fc1``) relative to this block, creating ``Slots``."""
@@ -245,7 +267,8 @@ class _BlockOps:
         return x * jax.nn.sigmoid(s)
 
     def add(self, y, shortcut, block):
-        return y + shortcut
+        drop_path = self.block.drop_path
+        return (y if drop_path is None else drop_path(y)) + shortcut
 
 
 class Stage(Module):
@@ -277,13 +300,14 @@ class Linear(Module):
 
 
 class Head(Module):
-    """``head.fc`` (global pooling is done by the network)."""
+    """``head.drop`` (training mode only) and ``head.fc`` (global pooling is done by the network)."""
 
-    def __init__(self, in_features: int, num_classes: int, *, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, num_classes: int, *, drop_rate: float = 0.0, rngs: nnx.Rngs):
+        self.drop = dropout(drop_rate)
         self.fc = Linear(in_features, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc(x)
+        return self.fc(x if self.drop is None else self.drop(x))
 
 
 class RegNet(Module):
@@ -316,7 +340,8 @@ class RegNet(Module):
         self.final_conv = ConvNormAct(plan.stages[-1].out_width, width, 1, act=plan.act,
                                       norm_groups=config.norm_groups(width), frozen=config.bn_frozen(5), axis_name=a,
                                       where="final_conv", rngs=rngs) if width else None
-        self.head = Head(plan.num_features, config.num_classes, rngs=rngs) if config.has_head else None
+        self.head = Head(plan.num_features, config.num_classes, drop_rate=config.drop_rate,
+                         rngs=rngs) if config.has_head else None
 
     # -- metadata -------------------------------------------------------------------------------------------
     @property

@@ -112,6 +112,19 @@ def test_linen_training_step_and_frozen_stages():
     assert float(loss2) < float(loss)
 
 
+def test_linen_dropout_draws_from_the_apply_rngs():
+    module, variables = rz.create(NAME, framework="flax", api="linen", drop_rate=0.5, drop_path_rate=0.2)
+    assert set(variables) == {"params", "batch_stats"}  # no dropout keys among the variables
+    x = nhwc()
+
+    def train(key):
+        return module.apply(variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(key)})[0]
+
+    assert np.array_equal(train(1), train(1)) and not np.allclose(train(1), train(2))
+    assert np.array_equal(module.apply(variables, x), rz.create(NAME, framework="flax", api="linen").module.apply(
+        variables, x))
+
+
 def test_embeds_as_a_submodule_of_a_user_linen_model():
     state = {k: v for k, v in random_state(NAME).items() if not k.startswith("head.")}
     backbone, bb_vars = load_canonical(rz.create(NAME, framework="flax", api="linen", features_only=True,
