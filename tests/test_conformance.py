@@ -140,6 +140,22 @@ def test_dropout_acts_in_training_only(fw, option):
     assert len(losses[0.0]) == 1 and len(losses[0.5]) == 3, losses
 
 
+def test_frozen_bn_is_constant_in_training(fw):
+    """norm="frozen_bn" (timm's freeze_batch_norm_2d): a training step normalises with the running statistics and
+    trains no BatchNorm scale or bias, in every framework (tf and flax refused it before)."""
+    from harness import training_gradients
+
+    state = random_state(ADHOC, num_classes=10)
+    model = rz.create(ADHOC, fw, num_classes=10, pretrained=WeightSource(state, "random", 10), norm="frozen_bn", **NCHW)
+    x = np.random.default_rng(1).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    labels = np.array([1, 2, 3, 4])
+    loss, grads = training_gradients(fw, model, x, labels)
+    assert loss == pytest.approx(_numpy_loss(ops(fw).run(model, x), labels), rel=1e-5)
+    assert rel_err(ops(fw).export(model)["s3.b1.conv1.bn.running_mean"], state["s3.b1.conv1.bn.running_mean"]) == 0
+    bn = [k for k in grads if k.split(".")[-2] == "bn"]  # flax: zero gradients; torch, tf: not trainable at all
+    assert not any(np.any(grads[k]) for k in bn) and np.any(grads["s3.b1.conv2.conv.weight"])
+
+
 @pytest.mark.parametrize("labels, kind", [(np.array([[1, 2]]), ValueError), (np.zeros((2,), np.float32), ValueError),
                                           (np.zeros((2, 3), np.float32), ValueError)])
 def test_bad_labels_same_error(fw, labels, kind):

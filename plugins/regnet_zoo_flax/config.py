@@ -33,6 +33,7 @@ class NetConfig:
     axis_name: str | None = None
     frozen_stages: int = -1
     norm_eval: bool = False
+    frozen_bn: bool = False  # norm="frozen_bn": every BN on running statistics, scale and bias constant
     conv_impls: tuple[tuple[str, str], ...] = ()  # (block name, impl) for each grouped conv, inference mode
     train_conv_impls: tuple[tuple[str, str], ...] = ()  # the same in training mode (BN on batch statistics)
     zero_init_last: bool = True
@@ -65,7 +66,7 @@ class NetConfig:
 
     def bn_frozen(self, feature_index: int) -> bool:
         """True when the BN layers of feature index 0 (stem) .. 4 (s4) always use their running statistics."""
-        return self.norm_eval or feature_index <= self.frozen_stages
+        return self.norm_eval or self.frozen_bn or feature_index <= self.frozen_stages
 
 
 def make_config(request) -> tuple[NetConfig, dict[str, Any]]:
@@ -83,6 +84,9 @@ def make_config(request) -> tuple[NetConfig, dict[str, Any]]:
                          "creating the model (otherwise JAX silently computes in float32)")
     if opts["axis_name"] is not None and not isinstance(opts["axis_name"], str):
         raise TypeError(f"axis_name must be a str (the pmap / shard_map axis) or None, got {opts['axis_name']!r}")
+    if shared.norm == "sync_bn" and opts["axis_name"] is None:
+        raise ValueError("norm='sync_bn' in flax averages BN statistics over a named device axis: also pass "
+                         "axis_name=<the axis name of your jax.pmap / shard_map> (e.g. axis_name='batch')")
     if not isinstance(opts["zero_init_last"], bool):
         raise TypeError(f"zero_init_last must be True or False, got {opts['zero_init_last']!r}")
     seed = opts["seed"]
@@ -94,7 +98,8 @@ def make_config(request) -> tuple[NetConfig, dict[str, Any]]:
                        features_only=request.features_only, out_indices=tuple(request.out_indices),
                        in_chans=request.in_chans, data_format=shared.data_format or "channels_last",
                        dtype=dtype_name, axis_name=opts["axis_name"], frozen_stages=shared.frozen_stages,
-                       norm_eval=shared.norm_eval, conv_impls=impls, train_conv_impls=train_impls,
+                       norm_eval=shared.norm_eval, frozen_bn=shared.norm == "frozen_bn", conv_impls=impls,
+                       train_conv_impls=train_impls,
                        zero_init_last=opts["zero_init_last"] and plan.zero_init_last,  # timm: not RegNetZ
                        drop_rate=shared.drop_rate, drop_path_rate=shared.drop_path_rate)
     return config, {**opts, "abstract": shared.abstract}

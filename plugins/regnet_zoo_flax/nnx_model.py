@@ -28,6 +28,7 @@ from regnet_zoo.plan import ArchPlan, BlockPlan
 
 from . import network, ops
 from .config import NetConfig
+from .weights import NORM_MODULES
 from .xla_options import jit_inference
 
 
@@ -94,7 +95,9 @@ class BatchNorm(Module):
     """BatchNorm2d with PyTorch semantics (unbiased running variance), eps 1e-5, momentum 0.9 (= torch 0.1), then
     ``act`` (timm's ``BatchNormAct2d``; ``None``: no activation).
 
-    ``frozen=True`` (frozen stages, ``norm_eval``) keeps it at its running statistics in training mode too.
+    ``frozen=True`` (frozen stages, ``norm_eval``) keeps it at its running statistics in training mode too;
+    ``constant=True`` (``norm="frozen_bn"``) also stops the gradient of its scale and bias (timm's
+    ``FrozenBatchNorm2d``).
     """
 
     def __init__(self, num_features: int, *, zero_init: bool = False, frozen: bool = False,
@@ -106,7 +109,7 @@ class BatchNorm(Module):
         self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
         self.use_running_average = True
         self.frozen, self.axis_name, self.momentum, self.epsilon, self.where = frozen, axis_name, momentum, epsilon, where
-        self.act = act
+        self.act, self.constant = act, False
 
     def set_view(self, use_running_average: bool | None = None):
         """Used by ``nnx.view(model, use_running_average=...)``."""
@@ -114,7 +117,10 @@ class BatchNorm(Module):
             self.use_running_average = use_running_average
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y, stats = ops.batch_norm(x, self.scale[...], self.bias[...], self.mean[...], self.var[...],
+        scale, bias = self.scale[...], self.bias[...]
+        if self.constant:
+            scale, bias = jax.lax.stop_gradient(scale), jax.lax.stop_gradient(bias)
+        y, stats = ops.batch_norm(x, scale, bias, self.mean[...], self.var[...],
                                   use_running_average=self.use_running_average or self.frozen,
                                   momentum=self.momentum, epsilon=self.epsilon, axis_name=self.axis_name,
                                   where=self.where)
@@ -342,6 +348,10 @@ class RegNet(Module):
                                       where="final_conv", rngs=rngs) if width else None
         self.head = Head(plan.num_features, config.num_classes, drop_rate=config.drop_rate,
                          rngs=rngs) if config.has_head else None
+        if config.frozen_bn:  # timm's freeze_batch_norm_2d; config.bn_frozen already keeps the running statistics
+            for _, module in nnx.iter_graph(self):
+                if isinstance(module, BatchNorm):
+                    module.constant = True
 
     # -- metadata -------------------------------------------------------------------------------------------
     @property
@@ -363,17 +373,21 @@ class RegNet(Module):
         return self.config.plan.num_features
 
     def trainable(self, prefix: tuple = ()):
-        """An NNX filter for the parameters that train (all but the frozen stages), for ``nnx.Optimizer(wrt=...)``.
+        """An NNX filter for the parameters that train (all but the frozen stages, and the BatchNorm scales and biases
+        of ``norm="frozen_bn"``), for ``nnx.Optimizer(wrt=...)``.
 
-        Frozen stages get zero gradients anyway; leaving them out of the optimizer also keeps weight decay off
+        Frozen ones get zero gradients anyway; leaving them out of the optimizer also keeps weight decay off
         them. ``prefix`` is this backbone's path inside a bigger model, e.g. ``("backbone",)``; parameters outside
         it are trainable.
         """
         k, n = self.config.frozen_stages, len(prefix)
+        frozen_bn = self.config.frozen_bn and self.config.plan.norm != "groupnorm"
 
         def trains(path, _):
             if tuple(map(str, path[:n])) != tuple(prefix):
                 return True
+            if frozen_bn and len(path) > n + 1 and str(path[-2]) in NORM_MODULES:
+                return False
             return network.frozen_index(path[n:]) > k
 
         return nnx.All(nnx.Param, trains)

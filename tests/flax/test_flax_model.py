@@ -399,3 +399,10 @@ def test_pretrained_path_through_create(tmp_path):
     model = rz.create(SMALL_Y, framework="jax", pretrained=str(path))
     out = export_canonical(model)
     assert all(np.array_equal(out[k], v) for k, v in state.items())
+
+
+def test_sync_bn_is_the_bn_axis_name():
+    with pytest.raises(ValueError, match=r"norm='sync_bn' in flax .* also pass axis_name="):
+        rz.create(SMALL, framework="flax", norm="sync_bn")
+    model = rz.create(SMALL, framework="flax", norm="sync_bn", axis_name="batch", abstract=True)
+    assert {bn.axis_name for bn in batch_norms(model).values()} == {"batch"}
