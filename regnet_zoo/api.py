@@ -12,7 +12,7 @@ from . import adhoc
 from .errors import FrameworkNotInstalledError, PluginError, WeightsError, describe, spell
 from .frameworks import BuildRequest, Framework, FrameworkInfo, WeightSource
 from .feature_info import FeatureInfoList, normalize_out_indices
-from .options import parse_options
+from .options import check_pooling, parse_options
 from .plan import ArchPlan, build_plan, check_output_stride
 from .plugins import get_host
 from .registry import Resolved, close_matches
@@ -237,6 +237,7 @@ def _request(
         num_classes = source.num_classes if source is not None else (
             weight.num_classes if weight is not None else DEFAULT_NUM_CLASSES)
     _check_int(num_classes, "num_classes", 0)
+    check_pooling(shared.global_pool, features_only, num_classes)
     request = BuildRequest(
         variant=res.variant, plan=plan_, num_classes=num_classes, features_only=features_only,
         out_indices=indices, in_chans=in_chans, weight=weight, weights=source, options=extras, shared=shared,

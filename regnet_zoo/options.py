@@ -22,6 +22,7 @@ from .freezing import refuse_frozen_random_bn
 NORMS = ("bn", "frozen_bn", "sync_bn")
 DATA_FORMATS = ("channels_last", "channels_first")
 FAST = (False, True, "fp32", "bf16")
+GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax", "")  # timm's SelectAdaptivePool2d; "" = none
 
 
 class UnsupportedOptionError(RegNetZooError, ValueError):
@@ -74,6 +75,8 @@ def _check_shared(o: SharedOptions, num_stages: int) -> None:
                            f"{describe(o.norm)}" + (f"; to change the architecture's norm layer use "
                                                     f"norm_layer={o.norm!r} (timm's name)"
                                                     if o.norm in ("batchnorm", "groupnorm") else ""))
+    check(isinstance(o.global_pool, str) and o.global_pool in GLOBAL_POOLS,
+          f"global_pool must be one of {', '.join(map(repr, GLOBAL_POOLS))}, got {describe(o.global_pool)}")
     check(o.data_format is None or o.data_format in DATA_FORMATS,
           f"data_format must be None (native) or one of {', '.join(map(repr, DATA_FORMATS))}, "
           f"got {describe(o.data_format)}")
@@ -82,6 +85,16 @@ def _check_shared(o: SharedOptions, num_stages: int) -> None:
     if o.fast is not False and (o.frozen_stages >= 0 or o.norm_eval or o.norm != "bn" or o.abstract):
         raise ValueError("fast= builds an inference-only model (BN folded into the convolutions); frozen_stages, "
                          "norm_eval, norm and abstract are training / build options and cannot be combined with it")
+
+
+def check_pooling(global_pool: str, features_only: bool, num_classes: int) -> None:
+    """``global_pool`` against the kind of model: a backbone has no pooling, a classifier needs pooled features."""
+    if features_only and global_pool != "avg":
+        raise ValueError(f"global_pool={global_pool!r} has no effect with features_only=True (a backbone returns "
+                         f"unpooled maps); leave it out")
+    if global_pool == "" and num_classes:
+        raise ValueError(f"global_pool='' (no pooling) needs num_classes=0: a classifier needs pooled features, got "
+                         f"num_classes={num_classes}")
 
 
 def parse_options(framework, kwargs: Mapping[str, Any], *, num_stages: int, pretrained: bool):

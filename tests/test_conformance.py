@@ -231,6 +231,10 @@ def test_same_accepted_options(fw):
     ({"frozen_stages": 1}, ValueError, "frozen_stages=1 freezes BatchNorm statistics, but no pretrained weights"),
     ({"norm_eval": True}, ValueError, "norm_eval=True freezes BatchNorm statistics, but no pretrained weights"),
     ({"drop_rate": 1.5}, ValueError, "drop_rate must be a float in [0, 1), got 1.5"),
+    ({"global_pool": "mean"}, ValueError, "global_pool must be one of 'avg', 'max', 'avgmax', 'catavgmax', '', got "
+                                          "'mean'"),
+    ({"global_pool": "max", "features_only": True}, ValueError, "global_pool='max' has no effect with "
+                                                                "features_only=True"),
     ({"norm": "batch"}, ValueError,
      "norm must be one of 'bn', 'frozen_bn', 'sync_bn' (BatchNorm's mode), got 'batch'"),
     ({"output_stride": 4}, ValueError, "output_stride must be one of 8, 16, 32 (the reduction after which later "
@@ -242,6 +246,21 @@ def test_same_accepted_options(fw):
 def test_same_option_errors(fw, kwargs, kind, message):
     err = error_of(lambda: rz.create(NAME, fw, **kwargs))
     assert err is not None and err[0] is kind and err[1].startswith(message)
+
+
+@pytest.mark.parametrize("pool", ["max", "avgmax"])
+def test_global_pool_matches_timm(fw, pool):
+    """timm's global_pool in every framework, fast path included (tf and flax accepted only "avg" before)."""
+    from harness import timm_reference
+
+    state = random_state(NAME, num_classes=10)
+    x = np.random.default_rng(2).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    want, _ = timm_reference(NAME, state, x, num_classes=10, global_pool=pool)
+    fast = [False] if "fast" in get_host().framework(fw).unsupported else [False, True]
+    for f in fast:
+        model = rz.create(NAME, fw, num_classes=10, pretrained=WeightSource(state, "random", 10), global_pool=pool,
+                          fast=f, **NCHW)
+        assert rel_err(ops(fw).run(model, x), want) < LOGITS_RTOL, f
 
 
 def test_unsupported_options_name_the_framework_and_reason(fw):

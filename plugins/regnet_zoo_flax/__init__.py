@@ -95,7 +95,7 @@ def register_frameworks(register):
         options=FlaxOptions,
         unsupported={"fast": "the flax model has no separate fast path: model.predict(x) is already one jitted "
                              "inference function"},
-        limits={"global_pool": ("avg",)},
+        limits={"global_pool": ("avg", "max", "avgmax")},
         design_features=DESIGN_FEATURES,
         description="flax.nnx.Module (api='linen' for a flax.linen.Module + variables), NHWC",
     ))

@@ -39,6 +39,7 @@ class NetConfig:
     zero_init_last: bool = True
     drop_rate: float = 0.0  # dropout before head.fc in training mode (timm's ``drop_rate``)
     drop_path_rate: float = 0.0  # stochastic depth of the residual branches, linear over the blocks (timm)
+    global_pool: str = "avg"  # "avg" | "max" | "avgmax" (timm's names)
 
     @property
     def channels_first(self) -> bool:
@@ -101,7 +102,8 @@ def make_config(request) -> tuple[NetConfig, dict[str, Any]]:
                        norm_eval=shared.norm_eval, frozen_bn=shared.norm == "frozen_bn", conv_impls=impls,
                        train_conv_impls=train_impls,
                        zero_init_last=opts["zero_init_last"] and plan.zero_init_last,  # timm: not RegNetZ
-                       drop_rate=shared.drop_rate, drop_path_rate=shared.drop_path_rate)
+                       drop_rate=shared.drop_rate, drop_path_rate=shared.drop_path_rate,
+                       global_pool=shared.global_pool)
     return config, {**opts, "abstract": shared.abstract}
 
 

@@ -82,7 +82,7 @@ def forward(config: NetConfig, x, stem: Callable, stages: Sequence[Callable], he
     final = final_layer(config, final_conv)
     if final is not None:
         x = final(x)
-    pooled = ops.global_pool(x)
+    pooled = ops.global_pool(x, config.global_pool)
     logits = head(pooled) if head is not None else None  # None when headless or features_only
     if not output_hidden_states and labels is None:
         return logits if logits is not None else pooled

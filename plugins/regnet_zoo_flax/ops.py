@@ -197,9 +197,13 @@ def avg_downsample(x: jax.Array, stride: int, dilation: int = 1) -> jax.Array:
     return (s / jnp.asarray(np.outer(ch, cw)[None, :, :, None], acc)).astype(x.dtype)
 
 
-def global_pool(x: jax.Array) -> jax.Array:
-    """(N, H, W, C) -> (N, C), averaged in float32 (or float64)."""
-    return jnp.mean(x.astype(acc_dtype(x.dtype)), axis=(1, 2)).astype(x.dtype)
+def global_pool(x: jax.Array, kind: str = "avg") -> jax.Array:
+    """(N, H, W, C) -> (N, C): timm's ``"avg"`` (in float32, or float64), ``"max"`` or ``"avgmax"`` (their mean)."""
+    avg = jnp.mean(x.astype(acc_dtype(x.dtype)), axis=(1, 2))
+    if kind == "avg":
+        return avg.astype(x.dtype)
+    peak = jnp.max(x, axis=(1, 2))
+    return peak if kind == "max" else (0.5 * (avg + peak.astype(avg.dtype))).astype(x.dtype)
 
 
 def loss_from_labels(logits: jax.Array, labels) -> jax.Array:

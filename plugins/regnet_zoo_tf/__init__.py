@@ -109,6 +109,6 @@ def register_frameworks(register):
         options=TfOptions,
         unsupported={"abstract": "Keras allocates every weight when it builds a model; use framework='flax' or "
                                  "'torch' with abstract=True for a shapes-only model"},
-        limits={"global_pool": ("avg",)},
+        limits={"global_pool": ("avg", "max", "avgmax")},
         description="keras.Model on the TensorFlow backend (NHWC; data_format='channels_first' for NCHW)",
     ))

@@ -109,8 +109,8 @@ def build(request: BuildRequest) -> keras.Model:
         drop_path_rate=shared.drop_path_rate,
         name=name if request.features_only else f"{name}_backbone",
     )
-    model = backbone if request.features_only else RegNetClassifier(backbone, request.num_classes,
-                                                                    drop_rate=shared.drop_rate, name=name)
+    model = backbone if request.features_only else RegNetClassifier(
+        backbone, request.num_classes, drop_rate=shared.drop_rate, global_pool=shared.global_pool, name=name)
     model.jit_compile = resolve_jit(opts["jit_compile"])
     if shared.norm == "frozen_bn":
         freeze_batch_norm(model)

@@ -1,4 +1,4 @@
-"""``RegNetClassifier``: backbone + global average pool + ``head.fc``, with HF-style outputs and loss.
+"""``RegNetClassifier``: backbone + global pool + ``head.fc``, with HF-style outputs and loss.
 
 ``model(x)`` returns logits (pooled features when ``num_classes == 0``), so ``compile`` / ``fit`` / ``predict`` work
 as for any Keras model; ``model(x, output_hidden_states=True)`` and ``model(x, labels=y)`` return a
@@ -12,7 +12,7 @@ from regnet_zoo.outputs import RegNetOutput
 
 from ._tf import keras, tf
 from .backbone import RegNetBackbone
-from .layers import PACKAGE
+from .layers import PACKAGE, GlobalPool
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -24,9 +24,11 @@ class RegNetClassifier(keras.Model):
             the object to hand to ``keras_hub.models.ImageClassifier`` or to fine-tune on its own.
         num_classes: classifier size; 0 returns the pooled features (B, C).
         drop_rate: dropout on the pooled features before ``head.fc`` in training (timm's ``drop_rate``).
+        global_pool: ``"avg"``, ``"max"`` or ``"avgmax"`` (timm's names).
     """
 
-    def __init__(self, backbone: RegNetBackbone, num_classes: int = 1000, drop_rate: float = 0.0, **kwargs):
+    def __init__(self, backbone: RegNetBackbone, num_classes: int = 1000, drop_rate: float = 0.0,
+                 global_pool: str = "avg", **kwargs):
         if not isinstance(backbone, RegNetBackbone) or backbone.out_indices is not None:
             raise TypeError("RegNetClassifier needs a RegNetBackbone built with out_indices=None")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
@@ -38,8 +40,8 @@ class RegNetClassifier(keras.Model):
         self.drop_rate = float(drop_rate)
         dtype = backbone.dtype_policy
         self.drop = keras.layers.Dropout(self.drop_rate, dtype=dtype, name="head.drop") if drop_rate else None
-        self.pool = keras.layers.GlobalAveragePooling2D(data_format=backbone.data_format, dtype=dtype,
-                                                        name="head.global_pool")
+        self.global_pool = global_pool
+        self.pool = GlobalPool(global_pool, backbone.data_format, dtype=dtype, name="head.global_pool")
         self.fc = keras.layers.Dense(num_classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
                                      dtype=dtype, name="head.fc") if num_classes else None  # timm's head init
         if self.fc is not None:
@@ -109,7 +111,8 @@ class RegNetClassifier(keras.Model):
     # --- serialisation ---------------------------------------------------------------------------------------
     def get_config(self):
         return {"backbone": keras.layers.serialize(self.backbone), "num_classes": self.num_classes,
-                "drop_rate": self.drop_rate, "name": self.name, "trainable": self.trainable}
+                "drop_rate": self.drop_rate, "global_pool": self.global_pool, "name": self.name,
+                "trainable": self.trainable}
 
     @classmethod
     def from_config(cls, config):

@@ -40,7 +40,7 @@ from regnet_zoo.plan import MIN_INPUT_SIZE, ArchPlan
 
 from ._tf import tf
 from .activations import activation
-from .layers import InputGuard
+from .layers import InputGuard, global_pool
 
 # A GraphDef (where the frozen weights live) is a protobuf message, capped at 2 GB; leave room for the graph.
 MAX_FROZEN_BYTES = 1_800_000_000
@@ -151,13 +151,13 @@ class FrozenRegNet(tf.Module):
 
     def __init__(self, plan: ArchPlan, state: Mapping[str, np.ndarray], *, num_classes: int,
                  out_indices: tuple[int, ...] | None, data_format: str, in_chans: int, name: str,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", global_pool: str = "avg"):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
         super().__init__(name=name.replace(".", "_"))
         self.num_classes, self.out_indices, self.data_format, self.in_chans = num_classes, out_indices, data_format, \
             in_chans
-        self.precision = precision
+        self.precision, self.global_pool = precision, global_pool
         # plain attributes, kept out of TensorFlow's object tracking (nothing in them is a variable)
         object.__setattr__(self, "plan", plan)
         object.__setattr__(self, "feature_info", plan.all_feature_info() if out_indices is None else
@@ -186,7 +186,7 @@ class FrozenRegNet(tf.Module):
         last = maps[-1]
         for u in layer_flow.units(layer_table.final_layers(plan)):
             last = ops.unit(u, last)
-        pooled = tf.reduce_mean(tf.cast(last, tf.float32), axis=(1, 2))  # the pool and the classifier in float32
+        pooled = global_pool(tf.cast(last, tf.float32), self.global_pool)  # the pool and the classifier in float32
         for u in layer_flow.units(layer_table.head_layers(plan, self.num_classes)):
             pooled = ops.unit(u, pooled)
         return pooled
@@ -243,4 +243,4 @@ def _optimize_for_inference(model: Any, precision: str) -> FrozenRegNet:
     return FrozenRegNet(plan, export_canonical(model), num_classes=num_classes,
                         out_indices=tuple(backbone.out_indices) if features else None,
                         data_format=backbone.data_format, in_chans=backbone.in_chans, name=model.name,
-                        precision=precision)
+                        precision=precision, global_pool="avg" if features else model.global_pool)

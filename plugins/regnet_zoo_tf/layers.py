@@ -1,4 +1,5 @@
-"""The three Keras layers RegNet needs beyond keras.layers: PyTorch-exact BN, a fast grouped conv, an input guard.
+"""The Keras layers RegNet needs beyond keras.layers: PyTorch-exact BN, a fast grouped conv, timm's DropPath and
+classifier pooling, an input guard.
 
 All are registered serializable under the ``regnet_zoo`` package, so saved models reload without custom_objects.
 """
@@ -165,6 +166,33 @@ class DropPath(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def global_pool(x, kind: str = "avg", axes=(1, 2)):
+    """timm's classifier pooling over ``axes``: ``"avg"``, ``"max"`` or ``"avgmax"`` (their mean)."""
+    if kind == "avg":
+        return tf.reduce_mean(x, axis=axes)
+    if kind == "max":
+        return tf.reduce_max(x, axis=axes)
+    return 0.5 * (tf.reduce_mean(x, axis=axes) + tf.reduce_max(x, axis=axes))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GlobalPool(keras.layers.Layer):
+    """``global_pool`` as a layer: (N, H, W, C) -> (N, C), or (N, C, H, W) -> (N, C) for ``channels_first``."""
+
+    def __init__(self, kind="avg", data_format="channels_last", **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.data_format = kind, data_format
+
+    def call(self, x):
+        return global_pool(x, self.kind, (2, 3) if self.data_format == "channels_first" else (1, 2))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1] if self.data_format == "channels_first" else input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "data_format": self.data_format}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

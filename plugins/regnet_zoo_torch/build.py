@@ -16,7 +16,6 @@ from .fast import optimize_for_inference
 from .model import RegNet, RegNetFeatures
 from .weights import load_canonical
 
-GLOBAL_POOLS = ("avg", "max", "avgmax", "catavgmax", "")
 FEATURE_CLASSES = (None, "list", "getter", "fx")
 _DTYPES = {"float32": torch.float32, "float": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
            "float16": torch.float16, "half": torch.float16}
@@ -47,20 +46,12 @@ def torch_device(device, abstract: bool):
                          f"'meta', got {device!r} ({e})") from None
 
 
-def check_request(request: BuildRequest, global_pool: str, feature_cls) -> None:
-    """The torch options that depend on the model kind: pooling needs a pooled model, ``feature_cls`` a backbone."""
-    if global_pool not in GLOBAL_POOLS:
-        raise ValueError(f"global_pool must be one of {', '.join(map(repr, GLOBAL_POOLS))}, got {global_pool!r}")
+def check_request(request: BuildRequest, feature_cls) -> None:
+    """The torch options that depend on the model kind: ``feature_cls`` needs a backbone."""
     if feature_cls not in FEATURE_CLASSES:
         raise ValueError(f"feature_cls must be one of {', '.join(map(repr, FEATURE_CLASSES))}, got {feature_cls!r}")
     if request.shared.fast is not False and feature_cls == "fx":
         raise ValueError("fast= builds its own compiled model and cannot be combined with feature_cls='fx'")
-    if request.features_only and global_pool != "avg":
-        raise ValueError(f"global_pool={global_pool!r} has no effect with features_only=True (a backbone "
-                         f"returns unpooled maps); leave it out")
-    if global_pool == "" and request.num_classes:
-        raise ValueError(f"global_pool='' (no pooling) needs num_classes=0: a classifier needs pooled features, "
-                         f"got num_classes={request.num_classes}")
     if feature_cls is not None and not request.features_only:
         raise ValueError(f"feature_cls={feature_cls!r} selects the form of a backbone and needs features_only=True")
 
@@ -70,7 +61,7 @@ def build(request: BuildRequest) -> nn.Module:
     opts = request.shared
     device, dtype = torch_device(request.options["device"], opts.abstract), torch_dtype(opts.dtype)
     global_pool, feature_cls = opts.global_pool, request.options["feature_cls"]
-    check_request(request, global_pool, feature_cls)
+    check_request(request, feature_cls)
     state = state_to_load(request)
     if state is not None and device is not None and device.type == "meta":
         raise ValueError("device='meta' builds shapes only and cannot hold pretrained weights; build on a real device "

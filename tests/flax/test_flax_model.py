@@ -323,7 +323,8 @@ def test_unknown_and_bad_options_say_what_is_accepted():
                             ({"frozen_stages": True}, "frozen_stages"), ({"conv_impl": "fast"}, "split"),
                             ({"conv_impl": {"s9.b1": "loop"}}, "s9.b1"), ({"axis_name": 3}, "axis_name"),
                             ({"dtype": "float64"}, "jax_enable_x64"), ({"seed": 1.5}, "seed"),
-                            ({"global_pool": "max"}, "framework 'flax' does not support global_pool='max'; it accepts 'avg'")]:
+                            ({"global_pool": "catavgmax"},
+                             "framework 'flax' does not support global_pool='catavgmax'; it accepts 'avg', 'max', 'avgmax'")]:
         with pytest.raises((TypeError, ValueError), match=pattern):
             create(SMALL, **kwargs)
 

@@ -43,8 +43,9 @@ def test_unknown_option_is_a_type_error_naming_it_and_the_accepted_ones():
         rz.create("regnetx_002", "tf", frozen_stage=1, pading="same")
     msg = str(e.value)
     assert "'frozen_stage' (did you mean 'frozen_stages'?), 'pading'" in msg and "data_format" in msg
-    with pytest.raises(ValueError, match="framework 'tf' does not support global_pool='max'; it accepts 'avg'"):
-        rz.create("regnetx_002", "tf", global_pool="max")  # timm's other poolings are torch-only
+    with pytest.raises(ValueError, match="framework 'tf' does not support global_pool='catavgmax'; it accepts 'avg', "
+                                         "'max', 'avgmax'"):
+        rz.create("regnetx_002", "tf", global_pool="catavgmax")  # its wider head is torch-only
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
