@@ -12,10 +12,10 @@ from regnet_zoo.loading import state_to_load
 from regnet_zoo.pretrained_cfg import pretrained_cfg
 
 from ._tf import keras, tf
-from .backbone import RegNetBackbone
+from .backbone import RegNetBackbone, all_batch_norms
 from .classifier import RegNetClassifier
 from .fast import FrozenRegNet, check_freezable, optimize_for_inference
-from .layers import GROUPED_CONV_IMPLS, BatchNorm
+from .layers import GROUPED_CONV_IMPLS
 from .weights import load_canonical
 
 
@@ -112,8 +112,9 @@ def build(request: BuildRequest) -> keras.Model:
     model = backbone if request.features_only else RegNetClassifier(
         backbone, request.num_classes, drop_rate=shared.drop_rate, global_pool=shared.global_pool, name=name)
     model.jit_compile = resolve_jit(opts["jit_compile"])
-    if shared.norm == "frozen_bn":
-        freeze_batch_norm(model)
+    if shared.norm == "frozen_bn":  # timm's freeze_batch_norm_2d: a Keras BN with trainable=False normalises with its
+        for layer in all_batch_norms(backbone):  # running statistics in every mode, scale and offset constant
+            layer.trainable = False
     state = state_to_load(request)
     if state is not None:
         load_canonical(model, state, strict=False, origin=request.weights.origin)
@@ -122,14 +123,6 @@ def build(request: BuildRequest) -> keras.Model:
     object.__setattr__(model, "pretrained_cfg", pretrained_cfg(request.variant, request.weight,
                                                                features_only=request.features_only))
     return model
-
-
-def freeze_batch_norm(model: keras.Model) -> None:
-    """``norm="frozen_bn"`` (timm's ``freeze_batch_norm_2d``): every BatchNorm layer gets ``trainable=False``, which in
-    Keras means running statistics in every mode and constant scale and offset; GroupNorm layers are left alone."""
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, BatchNorm):
-            layer.trainable = False
 
 
 def inference_function(model: keras.Model):
