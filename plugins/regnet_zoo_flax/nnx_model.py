@@ -63,13 +63,14 @@ def dropout(rate: float, *, per_sample: bool = False) -> nnx.Dropout | None:
                        rngs=nnx.Rngs(dropout=0))
 
 
-def seed_dropout(model: nnx.Module, rngs: nnx.Rngs) -> None:
+def seed_dropout(model: "RegNet", rngs: nnx.Rngs) -> None:
     """Give every dropout stream of ``model`` its own key from ``rngs`` (its ``dropout`` stream, else its default
-    one) and a zero count. Needed after ``nnx.eval_shape``, which leaves them abstract."""
-    for _, var in nnx.to_flat_state(nnx.state(model, nnx.RngKey)):
-        var.set_value(rngs.dropout())
-    for _, var in nnx.to_flat_state(nnx.state(model, nnx.RngCount)):
-        var.set_value(jnp.zeros((), jnp.uint32))
+    one) and a zero count. Needed after ``nnx.eval_shape``, which leaves them abstract. A model built without
+    ``drop_rate`` / ``drop_path_rate`` has none, and is not traversed (40 ms for regnety_040)."""
+    if not (model.config.drop_rate or model.config.drop_path_rate):
+        return
+    for _, var in nnx.to_flat_state(nnx.state(model, nnx.RngState)):
+        var.set_value(rngs.dropout() if isinstance(var, nnx.RngKey) else jnp.zeros((), jnp.uint32))
 
 
 class Conv(Module):
