@@ -4,7 +4,7 @@
     python examples/torch_fast_inference.py regnetx_004 --batch 1 --modes eager,fast,bf16
 
 ``rz.create(name, fast=True)`` (or ``model.optimize_for_inference()``) folds BatchNorm into the convolutions, uses
-channels-last memory and ``torch.compile`` with inductor freezing; ``fast="bf16"`` also casts to bfloat16 (for AMX
+channels-last memory and AOTInductor (``torch.export``, inductor freezing, a shared library); ``fast="bf16"`` also casts to bfloat16 (for AMX
 CPUs and GPUs). The first call per input shape compiles. Timing alternates timm and the candidate call by call and
 reports the ratio of medians, which stays meaningful on a shared machine; the benchmark harness in benchmarks/ is
 the reference for published numbers.

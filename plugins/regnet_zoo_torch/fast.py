@@ -1,5 +1,5 @@
-"""The inference fast path: BatchNorm folded into the convolutions, channels-last memory, ``torch.compile``, and a
-bfloat16 variant for CPUs with AMX and for GPUs.
+"""The inference fast path: BatchNorm folded into the convolutions, channels-last memory, AOTInductor compilation,
+and a bfloat16 variant for CPUs with AMX and for GPUs.
 
 ``optimize_for_inference(model)`` (also ``rz.create(..., fast=True | "bf16")`` and
 ``model.optimize_for_inference()``) returns a new, inference-only module that takes and returns the same things as
@@ -9,8 +9,9 @@ bfloat16 variant for CPUs with AMX and for GPUs.
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import os
+import tempfile
 
 import torch
 import torch.nn as nn
@@ -57,15 +58,21 @@ def fold_batchnorm(model: nn.Module) -> int:
     return count
 
 
-def _freezing(enabled: bool):
-    """Inductor "freezing" while a compiled model (re)compiles: weights become constants, so convolutions run as
-    oneDNN kernels with prepacked weights and fused bias / ReLU / residual-add post-ops. (Passing it through
-    ``torch.compile(options=...)`` is not honoured in torch 2.14, hence the config patch around each call.)"""
-    if not enabled:
-        return contextlib.nullcontext()
-    import torch._inductor.config as inductor_config
+def aot_compile(net: nn.Module, example: torch.Tensor):
+    """``net`` compiled ahead of time for inputs shaped, typed and laid out like ``example``: ``torch.export``, then
+    AOTInductor with "freezing" (weights become constants, so convolutions run as oneDNN kernels with prepacked
+    weights and fused bias / ReLU / residual-add post-ops), loaded from a shared library.
 
-    return inductor_config.patch(freezing=True)
+    Measured against ``torch.compile`` with the same freezing (2-core Zen 5, 2026-12-01, regnetx_004): 5.0 vs 6.4 ms
+    at batch 1, 19.8 vs 21.5 ms at batch 8, with outputs equal within 5e-8. A call runs no Python per layer and no
+    dynamo guards (about 2,000 of them over the module tree, 0.6 ms a call). A batch dimension marked dynamic was
+    slower (6.0 / 20.7 ms), so each input shape gets its own compilation, as ``torch.compile(dynamic=False)`` does.
+    """
+    with torch.inference_mode(), tempfile.TemporaryDirectory(prefix="regnet_zoo_aoti_") as tmp:
+        program = torch.export.export(net, (example,))
+        package = torch._inductor.aoti_compile_and_package(program, package_path=os.path.join(tmp, "model.pt2"),
+                                                           inductor_configs={"freezing": True})
+        return torch._inductor.aoti_load_package(package)
 
 
 class InferenceModel(nn.Module):
@@ -83,7 +90,7 @@ class InferenceModel(nn.Module):
         self.feature_info = getattr(net, "feature_info", None)
         self.num_classes = getattr(net, "num_classes", None)
         # kept out of the module tree, so state_dict / parameters list ``net``'s tensors once
-        self.__dict__["_run"] = torch.compile(net, dynamic=False) if compile else net
+        self.__dict__["_compiled"] = {}  # (input shape, device) -> the AOTInductor model compiled for it
         super().train(False)
 
     def train(self, mode: bool = True):
@@ -92,13 +99,22 @@ class InferenceModel(nn.Module):
                                "convolutions); train the model you optimised, then optimise it again")
         return super().train(False)
 
+    def _runner(self, x: torch.Tensor):
+        """What runs ``x``: ``net`` itself without compilation, else its compilation for ``x``'s shape (made on the
+        first call with that shape)."""
+        if not self.compiled:
+            return self.net
+        key = (tuple(x.shape), x.device)
+        if key not in self._compiled:
+            self._compiled[key] = aot_compile(self.net, x)
+        return self._compiled[key]
+
     def forward(self, x: torch.Tensor):
         self.net.check_input(x)
-        x = x.to(self.dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _freezing(self.compiled):
-            out = self._run(x)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.to(self.dtype).contiguous(memory_format=layout)  # the layout each compilation was made for
+        with torch.inference_mode():
+            out = self._runner(x)(x)
         if isinstance(out, (list, tuple)):
             return [t.float() for t in out]
         return out.float()
@@ -106,7 +122,8 @@ class InferenceModel(nn.Module):
 
 def optimize_for_inference(model: nn.Module, precision: str = "fp32", *, compile: bool = True,
                            channels_last: bool = True) -> InferenceModel:
-    """An inference-only copy of ``model``: BN folded into the convs, channels-last weights, ``torch.compile``.
+    """An inference-only copy of ``model``: BN folded into the convs, channels-last weights, compiled ahead of time
+    with AOTInductor for each input shape on its first call (``compile=False`` runs the folded module eagerly).
 
     ``precision="bf16"`` casts weights and activations to bfloat16 (outputs are returned as float32, within about 1e-2
     relative of fp32); it is meant for GPUs and CPUs with AMX (``lscpu`` flag ``amx_bf16``), helps on AVX-512 BF16

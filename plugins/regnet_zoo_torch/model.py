@@ -166,7 +166,7 @@ class RegNetTrunk(nn.Module):
         return self.stem.weight if isinstance(self.stem, nn.Conv2d) else self.stem.conv.weight
 
     def optimize_for_inference(self, precision: str = "fp32", *, compile: bool = True, channels_last: bool = True):
-        """An inference-only copy: BN folded into convs, channels-last, ``torch.compile``; ``"bf16"`` for AMX / GPU."""
+        """An inference-only copy: BN folded into convs, channels-last, AOTInductor; ``"bf16"`` for AMX / GPU."""
         from .fast import optimize_for_inference
 
         return optimize_for_inference(self, precision, compile=compile, channels_last=channels_last)
