@@ -105,6 +105,21 @@ def test_fast_path_fp32_compiled(model, x):
         fast(torch.randn(1, 4, 64, 64))
 
 
+@pytest.mark.parametrize("name", ["regnetz_005",  # Z: SiLU, SE, linear-output blocks without a shortcut
+                                  pytest.param("regnetv_040", marks=pytest.mark.slow),  # pre-activation
+                                  pytest.param("regnety_040_sgn", marks=pytest.mark.slow)])  # GroupNorm: not folded
+def test_fast_path_across_the_design_space(name):
+    """AOTInductor compiles one library per input shape; each agrees with the eager model."""
+    eager = rz.create(name, num_classes=10)
+    ops("torch").load(eager, random_state(name, num_classes=10))
+    fast = eager.eval().optimize_for_inference()
+    for batch, size in [(1, 64), (2, 96)]:
+        x = torch.from_numpy(random_input(batch, size))
+        with torch.no_grad():
+            assert rel(fast(x), eager(x)) <= 1e-4, (name, batch, size)
+    assert len(fast._compiled) == 2
+
+
 def test_fast_option_of_create_and_features(model, x):
     fast = ops("torch").create(NAME, features_only=True, out_indices=(1, 3), fast=True)
     assert isinstance(fast, InferenceModel) and [f.index for f in fast.feature_info] == [1, 3]
