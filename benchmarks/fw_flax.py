@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from contenders import INFER, REFERENCE_CONV, Unavailable
-from prepared import LEARNING_RATE, Prepared, hf_config, seeded_input, seeded_labels
+from prepared import LEARNING_RATE, Prepared, hf_config, rz_create, seeded_input, seeded_labels
 
 jax = jnp = None
 
@@ -40,16 +40,12 @@ def _cross_entropy(logits, labels):
 # -- how each contender's model is made (adjust here when the plugin's API changes) -------------------------------
 
 def make_rz_flax(model: str):
-    import regnet_zoo as rz
-
-    return rz.create(model, framework="flax")
+    return rz_create(model, "flax")
 
 
 def make_rz_flax_bf16(model: str):
     """bfloat16 compute, float32 parameters (the plugin's ``dtype``)."""
-    import regnet_zoo as rz
-
-    return rz.create(model, framework="flax", dtype="bfloat16")
+    return rz_create(model, "flax", dtype="bfloat16")
 
 
 def make_hf_flax(model: str, size: int):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from contenders import INFER, REFERENCE_CONV, Unavailable
-from prepared import LEARNING_RATE, NUM_CLASSES, Prepared, hf_config, seeded_input, seeded_labels
+from prepared import LEARNING_RATE, NUM_CLASSES, Prepared, hf_config, rz_create, seeded_input, seeded_labels
 
 tf = None
 
@@ -50,23 +50,17 @@ def prepare(threads: int, device: str, contender: str) -> dict:
 # -- how each contender's model and inference call are made (adjust here when the plugin's API changes) ----------
 
 def make_rz_tf(model: str):
-    import regnet_zoo as rz
-
-    return rz.create(model, framework="tf")
+    return rz_create(model, "tf")
 
 
 def make_rz_tf_fast(model: str):
     """The plugin's inference fast path (``fast=True``): a ``FrozenRegNet``, called directly."""
-    import regnet_zoo as rz
-
-    return rz.create(model, framework="tf", fast=True)
+    return rz_create(model, "tf", fast=True)
 
 
 def make_rz_tf_bf16(model: str):
     """The fast path in bfloat16 (``fast="bf16"``): a ``FrozenRegNet`` with bf16 weights and activations."""
-    import regnet_zoo as rz
-
-    return rz.create(model, framework="tf", fast="bf16")
+    return rz_create(model, "tf", fast="bf16")
 
 
 def _keras_app_name(model: str) -> str:
@@ -121,8 +115,8 @@ def _sync(device: str) -> None:
 
 
 def build_tflite(contender: str, case, device: str) -> Prepared:
-    """Export a random-weight classifier with ``rz.export`` (verified against the Keras model), time the TFLite /
-    LiteRT interpreter on it; the int8 row calibrates on the export's fixed verification images."""
+    """Export a classifier (``rz_create``'s weights) with ``rz.export`` (verified against the Keras model), time the
+    TFLite / LiteRT interpreter on it; the int8 row calibrates on the export's fixed verification images."""
     import tempfile
 
     import regnet_zoo as rz
@@ -133,7 +127,7 @@ def build_tflite(contender: str, case, device: str) -> Prepared:
         raise Unavailable("the TFLite interpreter runs on the CPU here")
     t0 = time.perf_counter()
     folder = tempfile.mkdtemp(prefix="rz-tflite-")
-    model = rz.create(case.model, framework="tf")
+    model = rz_create(case.model, "tf")
     int8 = contender == "rz-tflite-int8"
     extra = dict(precision="int8", representative_data=verification_images((case.size, case.size))) if int8 else {}
     report = rz.export(model, f"{folder}/{case.model}.tflite", "tflite", input_size=case.size, batch=case.batch,

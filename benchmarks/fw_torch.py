@@ -4,7 +4,8 @@ RegNet (PyTorch), and the roofline's dense conv.
 Each builder returns a ``Prepared``: a ``step()`` that runs one fully synchronised inference call (under
 ``torch.inference_mode``) or training step (forward, cross-entropy, backward, one plain SGD update), on an input
 made once, in the layout the model takes natively. All contenders build a 1000-class classifier with random
-weights (speed does not depend on the values; nothing is downloaded). regnet-zoo's own training rows follow the
+weights (nothing is downloaded); regnet-zoo's load ``prepared.trained_like_weights``, as its fast paths fold the values
+into constants. regnet-zoo's own training rows follow the
 README's CPU recipe (``regnet_zoo.cpu.keep_freed_memory()``, noted in the row); its fast path does that itself.
 """
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from contenders import INFER, REFERENCE_CONV, Unavailable
-from prepared import LEARNING_RATE, Prepared, hf_config, seeded_input, seeded_labels
+from prepared import LEARNING_RATE, Prepared, hf_config, rz_create, seeded_input, seeded_labels
 
 
 def prepare(threads: int, device: str, contender: str) -> dict:
@@ -31,26 +32,20 @@ def prepare(threads: int, device: str, contender: str) -> dict:
 # -- how each contender's model is made (small, named functions: adjust here when a plugin's API changes) --------
 
 def make_rz_torch(model: str, device: str):
-    import regnet_zoo as rz
-
-    return rz.create(model, framework="torch", device=device)
+    return rz_create(model, "torch", device=device)
 
 
 def make_rz_torch_fast(model: str, device: str):
     """The torch plugin's one-argument inference fast path (``fast=True``: BN folded, channels_last, compile)."""
-    import regnet_zoo as rz
-
-    return rz.create(model, framework="torch", device=device, fast=True)
+    return rz_create(model, "torch", device=device, fast=True)
 
 
 def make_rz_torch_bf16(model: str, device: str):
     import warnings
 
-    import regnet_zoo as rz
-
     with warnings.catch_warnings():  # the "no AMX" warning: the table says it (target n/a)
         warnings.simplefilter("ignore")
-        return rz.create(model, framework="torch", device=device, fast="bf16")
+        return rz_create(model, "torch", device=device, fast="bf16")
 
 
 def make_timm(model: str, device: str):
@@ -80,7 +75,8 @@ def _sync(device: str) -> None:
 
 
 def build_onnxruntime(case, device: str) -> Prepared:
-    """Export a random-weight classifier with ``rz.export`` (verified against torch), time ONNX Runtime on it."""
+    """Export a classifier (``rz_create``'s weights) with ``rz.export`` (verified against torch), time ONNX Runtime
+    on it."""
     import tempfile
 
     import onnxruntime as ort
@@ -91,7 +87,7 @@ def build_onnxruntime(case, device: str) -> Prepared:
         raise Unavailable("the ONNX Runtime contender runs the CPU execution provider only")
     t0 = time.perf_counter()
     folder = tempfile.mkdtemp(prefix="rz-onnx-")
-    model = rz.create(case.model, framework="torch")
+    model = rz_create(case.model, "torch")
     report = rz.export(model, f"{folder}/{case.model}.onnx", "onnx", input_size=case.size, batch=case.batch)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
