@@ -33,7 +33,8 @@ def seeded_labels(batch: int) -> np.ndarray:
 
 def trained_like_weights(model: str) -> str:
     """A safetensors file of canonical weights for ``model`` drawn like a trained network's (He-scaled convs, non-zero
-    norm statistics, affine and biases; seeded), written once per machine in the temp directory.
+    norm statistics, affine and biases, each block's last norm scaled down so that the residual sums, and with them the
+    activations, stay bounded through the deepest model; seeded), written once per machine in the temp directory.
 
     Freshly initialised weights would time a graph no trained model has: the fast paths fold BatchNorm into graph
     constants, an initial BN (beta 0, mean 0) folds into a zero bias, and TensorFlow's grappler deletes a BiasAdd of
@@ -47,7 +48,7 @@ def trained_like_weights(model: str) -> str:
     from regnet_zoo.keys import canonical_shapes
     from safetensors.numpy import save_file
 
-    path = Path(tempfile.gettempdir()) / "regnet-zoo-bench" / f"{model}-seed{SEED}.safetensors"
+    path = Path(tempfile.gettempdir()) / "regnet-zoo-bench" / f"{model}-trained-like-seed{SEED}.safetensors"
     if path.exists():
         return str(path)
     rng = np.random.default_rng(SEED)
@@ -55,8 +56,9 @@ def trained_like_weights(model: str) -> str:
     for key, shape in canonical_shapes(rz.plan(model), NUM_CLASSES).items():
         if key.endswith("running_var"):
             arr = rng.uniform(0.5, 1.5, shape)
-        elif key.endswith("weight") and len(shape) == 1:  # a norm's scale
-            arr = rng.uniform(0.5, 1.5, shape)
+        elif key.endswith("weight") and len(shape) == 1:  # a norm's scale; a block's last one small, as trained
+            lo, hi = (0.1, 0.4) if ".conv3." in key or ".norm3." in key else (0.5, 1.5)  # residual sums stay bounded
+            arr = rng.uniform(lo, hi, shape)
         elif key.endswith(("running_mean", "bias")):
             arr = rng.normal(0.0, 0.1, shape)
         else:
