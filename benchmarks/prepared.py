@@ -32,41 +32,30 @@ def seeded_labels(batch: int) -> np.ndarray:
 
 
 def trained_like_weights(model: str) -> str:
-    """A safetensors file of canonical weights for ``model`` drawn like a trained network's (He-scaled convs, non-zero
-    norm statistics, affine and biases, each block's last norm scaled down so that the residual sums, and with them the
-    activations, stay bounded through the deepest model; seeded), written once per machine in the temp directory.
+    """A safetensors file of canonical weights for ``model`` drawn like a trained network's: the test suite's
+    ``harness.random_state`` (He-scaled convs, non-zero norm statistics, affine and biases, each block's last norm scaled
+    down so that the residual sums stay bounded), seeded, written once per machine in the temp directory.
 
     Freshly initialised weights would time a graph no trained model has: the fast paths fold BatchNorm into graph
     constants, an initial BN (beta 0, mean 0) folds into a zero bias, and TensorFlow's grappler deletes a BiasAdd of
     zeros, which breaks its conv + bias + ReLU (+ sum) fusion (tf ``fast=True`` regnetx_004, batch 8: 26.5 ms with the
     initial weights, 22.9 ms with these)."""
     import os
+    import sys
     import tempfile
     from pathlib import Path
 
-    import regnet_zoo as rz
-    from regnet_zoo.keys import canonical_shapes
     from safetensors.numpy import save_file
 
     path = Path(tempfile.gettempdir()) / "regnet-zoo-bench" / f"{model}-trained-like-seed{SEED}.safetensors"
     if path.exists():
         return str(path)
-    rng = np.random.default_rng(SEED)
-    state = {}
-    for key, shape in canonical_shapes(rz.plan(model), NUM_CLASSES).items():
-        if key.endswith("running_var"):
-            arr = rng.uniform(0.5, 1.5, shape)
-        elif key.endswith("weight") and len(shape) == 1:  # a norm's scale; a block's last one small, as trained
-            lo, hi = (0.1, 0.4) if ".conv3." in key or ".norm3." in key else (0.5, 1.5)  # residual sums stay bounded
-            arr = rng.uniform(lo, hi, shape)
-        elif key.endswith(("running_mean", "bias")):
-            arr = rng.normal(0.0, 0.1, shape)
-        else:
-            arr = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        state[key] = arr.astype(np.float32)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from harness import random_state
+
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
-    save_file(state, str(partial))
+    save_file(random_state(model, NUM_CLASSES, seed=SEED), str(partial))
     os.replace(partial, path)
     return str(path)
 
