@@ -40,8 +40,8 @@ def trained_like_weights(model: str) -> str:
     constants, an initial BN (beta 0, mean 0) folds into a zero bias, and TensorFlow's grappler deletes a BiasAdd of
     zeros, which breaks its conv + bias + ReLU (+ sum) fusion (tf ``fast=True`` regnetx_004, batch 8: 26.5 ms with the
     initial weights, 22.9 ms with these)."""
+    import importlib.util
     import os
-    import sys
     import tempfile
     from pathlib import Path
 
@@ -50,12 +50,15 @@ def trained_like_weights(model: str) -> str:
     path = Path(tempfile.gettempdir()) / "regnet-zoo-bench" / f"{model}-trained-like-seed{SEED}.safetensors"
     if path.exists():
         return str(path)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from harness import random_state
+    # loaded from its file: putting tests/ on sys.path would put its torch/, tf/ and flax/ folders there too
+    spec = importlib.util.spec_from_file_location("regnet_zoo_tests_harness",
+                                                  Path(__file__).resolve().parents[1] / "tests" / "harness.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.partial")
-    save_file(random_state(model, NUM_CLASSES, seed=SEED), str(partial))
+    save_file(harness.random_state(model, NUM_CLASSES, seed=SEED), str(partial))
     os.replace(partial, path)
     return str(path)
 
