@@ -55,7 +55,9 @@ CONTENDERS: tuple[Contender, ...] = (
               "timm", quick=(TRAIN,)),
     Contender("rz-torch-cl", "torch", "regnet-zoo torch, channels_last (model and input); the documented CPU "
               "training path", "timm", quick=(TRAIN,)),
-    Contender("rz-torch-fast", "torch", "regnet-zoo torch, fast=True (BN folded, channels_last, torch.compile)",
+    Contender("rz-torch-compile", "torch", "regnet-zoo torch, channels_last, the whole training step (forward, "
+              "loss, backward, SGD) under torch.compile", "timm", modes=(TRAIN,)),
+    Contender("rz-torch-fast", "torch", "regnet-zoo torch, fast=True (BN folded, channels_last, AOTInductor)",
               "timm", modes=(INFER,), quick=(INFER,)),
     Contender("rz-torch-bf16", "torch", "regnet-zoo torch, fast='bf16' (bfloat16 weights and activations)",
               "rz-torch-fast", modes=(INFER,), quick=(INFER,), precision="bf16"),

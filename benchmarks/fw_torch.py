@@ -61,12 +61,14 @@ def make_hf_pt(model: str, device: str):
 
 
 MAKERS = {
-    "rz-torch": make_rz_torch, "rz-torch-cl": make_rz_torch, "rz-torch-fast": make_rz_torch_fast, "rz-torch-bf16": make_rz_torch_bf16,
+    "rz-torch": make_rz_torch, "rz-torch-cl": make_rz_torch, "rz-torch-compile": make_rz_torch,
+    "rz-torch-fast": make_rz_torch_fast, "rz-torch-bf16": make_rz_torch_bf16,
     "timm": make_timm, "timm-cl": make_timm, "hf-pt": make_hf_pt,
 }
-CHANNELS_LAST = {"timm-cl", "rz-torch-cl"}
+CHANNELS_LAST = {"timm-cl", "rz-torch-cl", "rz-torch-compile"}
 HF = {"hf-pt"}
-RZ_TRAINING = {"rz-torch", "rz-torch-cl"}  # their training rows follow the README's CPU recipe
+RZ_TRAINING = {"rz-torch", "rz-torch-cl", "rz-torch-compile"}  # their training rows follow the README's CPU recipe
+COMPILED_STEP = {"rz-torch-compile"}  # the whole training step under torch.compile (its first call compiles)
 
 
 def _sync(device: str) -> None:
@@ -155,11 +157,18 @@ def build(contender: str, case, device: str) -> Prepared:
         model.train()
         optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
 
-        def step():
+        def train_step():
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(forward(x), y)
             loss.backward()
             optimizer.step()
+            return loss
+
+        if contender in COMPILED_STEP:
+            train_step = torch.compile(train_step)
+
+        def step():
+            loss = train_step()
             _sync(device)
             return loss
 

@@ -62,7 +62,7 @@ SHARE_TARGETS = (
     ShareTarget("torch", INFER, ("rz-torch", "rz-torch-fast"), 0.70, BOTH),
     ShareTarget("tf", INFER, ("rz-tf", "rz-tf-fast"), 0.70, BOTH),
     ShareTarget("flax", INFER, ("rz-flax",), 0.70, BOTH),
-    ShareTarget("torch", TRAIN, ("rz-torch", "rz-torch-cl"), 0.45, BOTH),
+    ShareTarget("torch", TRAIN, ("rz-torch", "rz-torch-cl", "rz-torch-compile"), 0.45, BOTH),
     ShareTarget("tf", TRAIN, ("rz-tf",), 0.45, BOTH),
     ShareTarget("flax", TRAIN, ("rz-flax",), 0.45, BOTH),
 )
